@@ -1,0 +1,92 @@
+"""Results storage: Parquet tables and checkpoints on any filesystem pyarrow understands (local path or URI).
+
+Every file is written whole: bytes go to a hidden temporary name in the same directory, then are moved into
+place, so a crash leaves either the complete file or none. Table readers (pyarrow datasets, hence pandas)
+ignore names starting with '.', so a half-written temporary file is never read as data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from pyarrow import fs as pafs
+
+from sweep.errors import UserError
+
+TABLES = ("runs", "examples", "epochs", "gradients", "rewinding", "retraining", "flips", "dropout",
+          "dropout_examples")
+
+
+class Store:
+    """One results root. Paths given to methods are relative ('epochs/<run_id>.parquet')."""
+
+    def __init__(self, root: str) -> None:
+        if "://" in root:
+            self.fs, self.base = pafs.FileSystem.from_uri(root)
+            self.uri = root.rstrip("/")
+        else:
+            self.fs, self.base = pafs.LocalFileSystem(), os.path.abspath(root)
+            self.uri = self.base
+        self.base = self.base.rstrip("/")
+
+    def path(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Atomically place `data` at `rel` (temporary name, then move)."""
+        final = self.path(rel)
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, final)
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
+
+    def list(self, rel_dir: str) -> list[str]:
+        """Visible file names directly under a directory ([] when it does not exist)."""
+        selector = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector)
+                      if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
+
+    def write_table(self, table: str, name: str, frame: pd.DataFrame) -> None:
+        """Write one file of a table; the owner of `name` is the only writer, so rewriting it is idempotent."""
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
+        self.write_bytes(f"{table}/{name}.parquet", buf.getvalue())
+
+    def has_table_file(self, table: str, name: str) -> bool:
+        return self.exists(f"{table}/{name}.parquet")
+
+    def read_table(self, table: str) -> pd.DataFrame | None:
+        """A whole table as one DataFrame, or None when nothing was written yet."""
+        if not self.list(table):
+            return None
+        return pq.read_table(self.path(table), filesystem=self.fs).to_pandas()
+
+    # Checkpoints -----------------------------------------------------------------------------------------
+
+    def save_torch(self, rel: str, obj: object) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        self.write_bytes(rel, buf.getvalue())
+
+    def load_torch(self, rel: str) -> object:
+        """Load a file we wrote, never unpickling arbitrary objects; a damaged file is a clear UserError."""
+        try:
+            return torch.load(io.BytesIO(self.read_bytes(rel)), weights_only=True, map_location="cpu")
+        except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+            raise UserError(f"checkpoint {self.path(rel)} is unreadable ({type(exc).__name__}); "
+                            "delete it (or its run's checkpoint folder) to retrain that run") from exc

@@ -1,0 +1,346 @@
+"""One training run: SGD with a triangular schedule, per-epoch evaluation, and gradient accounting.
+
+Reads top to bottom: schedule, data preparation, the Trainer (one epoch = index-slice batches of a
+device-side permutation, two backward passes per batch for the clean/noisy split, evaluation), then the
+persistence loop shared by the CLI and the engine, then the CLI.
+
+Gradient accounting (DESIGN.md §3): the batch loss L = L_clean + L_noisy with both parts divided by the full
+batch size. `L_clean.backward(retain_graph=True)` gives the clean gradient, which is added to an on-device
+running sum; `L_noisy.backward()` then accumulates into the same .grad, leaving the total gradient that the
+optimizer steps with. So one extra backward per batch and no per-batch host copy: G_noisy = G_total - G_clean
+is formed once per epoch. BatchNorm couples the examples of a batch, so with BatchNorm the split needs that
+second backward; models without BatchNorm could split per-example gradients from one backward instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from sweep.config import RunConfig
+from sweep.data import Dataset, load_dataset
+from sweep.errors import UserError
+from sweep.models.groups import group_of
+from sweep.noise import add_label_noise
+from sweep.probes import RunData, build_model_for
+from sweep.store import Store
+
+MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4
+
+
+def lr_at(step: int, total_steps: int, peak: float) -> float:
+    """Piecewise-linear one-cycle: 0 -> peak at 1/5 of the run -> 0 at its end (epoch 10 of 50 in the paper).
+
+    Evaluated at the middle of the step so neither the first nor the last step is wasted at lr 0.
+    """
+    t = step + 0.5
+    return float(np.interp(t, [0.0, total_steps / 5, total_steps], [0.0, peak, 0.0]))
+
+
+@dataclass
+class Prepared:
+    """A run's data on its device, with the noisy labels it trains on and the truth kept beside them."""
+
+    data: Dataset
+    labels: torch.Tensor
+    original: torch.Tensor
+    is_noisy: torch.Tensor
+
+
+def prepare(cfg: RunConfig, device: torch.device, data_dir: str = "data", download: bool = False,
+            data: Dataset | None = None) -> Prepared:
+    data = (data or load_dataset(cfg.dataset, data_dir, download)).to(device)
+    noisy, mask = add_label_noise(data.train.y.cpu(), cfg.noise, cfg.noise_seed, data.num_classes, cfg.dataset)
+    return Prepared(data, noisy.to(device), data.train.y, mask.to(device))
+
+
+def pick_device(name: str | None) -> torch.device:
+    """'auto' (or None) is CUDA when present, else CPU; an explicit device that is not there is a UserError."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but no CUDA device is available; accepted here: cpu, auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {name!r}; accepted: auto, cpu, cuda, cuda:N") from exc
+
+
+class Trainer:
+    """Owns the model, optimizer and per-example records of one run; `train_epoch` advances one epoch."""
+
+    def __init__(self, cfg: RunConfig, prep: Prepared, device: torch.device) -> None:
+        self.cfg, self.prep, self.device = cfg, prep, device
+        self.cuda = device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        self.model = build_model_for(cfg, prep.data).to(device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.opt = torch.optim.SGD(self.params, lr=0.0, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        self.group_names = [g for g, _ in self.model.groups]
+        self.param_group = [self.group_names.index(group_of(self.model, names[id(p)])) for p in self.params]
+        n = len(prep.labels)
+        self.steps_per_epoch = math.ceil(n / cfg.batch_size)
+        self.epoch = 0
+        self.first_learned = torch.full((n,), -1, dtype=torch.long, device=device)
+        self.last_loss = torch.zeros(n, device=device)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda and x.dim() == 4 else x
+
+    def train_epoch(self) -> tuple[dict[str, float], list[dict[str, object]]]:
+        """One epoch; returns the epoch's metric row and one gradient-accounting row per layer group."""
+        start = time.perf_counter()
+        cfg, prep = self.cfg, self.prep
+        x_all, y_all, noisy_all = prep.data.train.x, prep.labels, prep.is_noisy
+        n = len(y_all)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(cfg.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, device=self.device, generator=gen)
+        account = bool(prep.is_noisy.any())
+        g_clean = [torch.zeros_like(p) for p in self.params]
+        g_total = [torch.zeros_like(p) for p in self.params]
+        loss_sum = torch.zeros((), device=self.device)
+        self.model.train()
+        for b in range(self.steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            step = self.epoch * self.steps_per_epoch + b
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(step, cfg.epochs * self.steps_per_epoch, cfg.lr)
+            self.opt.zero_grad(set_to_none=False)
+            with self._autocast():
+                logits = self.model(self._inputs(x_all[idx]), ids=idx)
+            losses = F.cross_entropy(logits.float(), y_all[idx], reduction="none")
+            noisy = noisy_all[idx].to(losses.dtype)
+            l_noisy = (losses * noisy).sum() / len(idx)
+            l_clean = (losses * (1 - noisy)).sum() / len(idx)
+            if account:
+                l_clean.backward(retain_graph=True)
+                torch._foreach_add_(g_clean, [p.grad for p in self.params])
+                l_noisy.backward()
+            else:
+                l_clean.backward()
+                torch._foreach_add_(g_clean, [p.grad for p in self.params])
+            torch._foreach_add_(g_total, [p.grad for p in self.params])
+            self.opt.step()
+            loss_sum += (l_clean + l_noisy).detach()
+        self.epoch += 1
+        grad_rows = self._gradient_rows(g_clean, g_total)
+        row = {"epoch": self.epoch, "train_loss": float(loss_sum) / self.steps_per_epoch, **self.evaluate(),
+               "lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr),
+               "seconds": time.perf_counter() - start}
+        return row, grad_rows
+
+    def _gradient_rows(self, g_clean: list[torch.Tensor], g_total: list[torch.Tensor]) -> list[dict[str, object]]:
+        """Per group: sum of ||G||/sqrt(numel) for clean and noisy parts, mean cosine over the group's tensors."""
+        g_noisy = torch._foreach_sub(g_total, g_clean)
+        scale = [math.sqrt(g.numel()) for g in g_clean]
+        clean = torch.stack(torch._foreach_norm(g_clean)) / torch.tensor(scale, device=self.device)
+        noisy = torch.stack(torch._foreach_norm(g_noisy)) / torch.tensor(scale, device=self.device)
+        dots = torch.stack([(a.float() * b.float()).sum() for a, b in zip(g_clean, g_noisy, strict=True)])
+        cos = dots / (clean * noisy * torch.tensor(scale, device=self.device) ** 2).clamp_min(1e-30)
+        cos = torch.where((clean > 0) & (noisy > 0), cos, torch.full_like(cos, float("nan")))
+        clean, noisy, cos = (t.double().cpu().numpy() for t in (clean, noisy, cos))
+        which = np.array(self.param_group)
+        rows = []
+        for gi, name in enumerate(self.group_names):
+            sel = which == gi
+            rows.append({"epoch": self.epoch, "layer": gi, "layer_name": name, "clean_norm": clean[sel].sum(),
+                         "noisy_norm": noisy[sel].sum(), "cosine": cos[sel].mean()})
+        return rows
+
+    @torch.no_grad()
+    def evaluate(self, batch: int = 2048) -> dict[str, float]:
+        """Eval-mode accuracies; also updates each example's first-learned epoch and last loss."""
+        prep, model = self.prep, self.model.eval()
+        train_x, test = prep.data.train.x, prep.data.test
+        preds, losses = [], []
+        for s in range(0, len(train_x), batch):
+            ids = torch.arange(s, min(s + batch, len(train_x)), device=self.device)
+            with self._autocast():
+                logits = model(self._inputs(train_x[ids]), ids=ids).float()
+            preds.append(logits.argmax(1))
+            losses.append(F.cross_entropy(logits, prep.labels[ids], reduction="none"))
+        pred, loss = torch.cat(preds), torch.cat(losses)
+        test_correct = torch.zeros((), device=self.device)
+        for s in range(0, len(test.x), batch):
+            with self._autocast():
+                test_correct += (model(self._inputs(test.x[s:s + batch])).argmax(1) == test.y[s:s + batch]).sum()
+        correct = pred == prep.labels
+        self.first_learned = torch.where(correct & (self.first_learned < 0), self.epoch, self.first_learned)
+        self.last_loss = loss
+        clean, noisy = ~prep.is_noisy, prep.is_noisy
+        stats = torch.stack([correct[clean].float().mean(), correct[noisy].float().mean(),
+                             (pred == prep.original)[noisy].float().mean(), test_correct / len(test.x)])
+        clean_acc, noisy_acc, noisy_true, test_acc = stats.cpu().tolist()
+        return {"clean_acc": clean_acc, "noisy_acc": noisy_acc, "noisy_true_acc": noisy_true, "test_acc": test_acc}
+
+    def state_dict(self) -> dict[str, object]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
+                "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.epoch = int(state["epoch"])
+        self.first_learned = state["first_learned"].to(self.device)
+        self.last_loss = state["last_loss"].to(self.device)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """CPU copy of the model's state_dict, the unit a checkpoint stores."""
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def examples_frame(self) -> pd.DataFrame:
+        prep = self.prep
+        return pd.DataFrame({
+            "example_id": np.arange(len(prep.labels)), "label": prep.labels.cpu().numpy(),
+            "original_label": prep.original.cpu().numpy(), "is_noisy": prep.is_noisy.cpu().numpy(),
+            "final_loss": self.last_loss.float().cpu().numpy(),
+            "first_learned_epoch": self.first_learned.cpu().numpy()})
+
+
+def train_in_memory(cfg: RunConfig, device: str | torch.device = "cpu", data: Dataset | None = None) -> RunData:
+    """Train one run keeping every epoch's weights in memory: for tests, notebooks and benchmarks."""
+    device = torch.device(device)
+    prep = prepare(cfg.validate(), device, data=data)
+    trainer = Trainer(cfg, prep, device)
+    states = {0: trainer.weights()}
+    while trainer.epoch < cfg.epochs:
+        trainer.train_epoch()
+        states[trainer.epoch] = trainer.weights()
+    return RunData.from_states(cfg, prep.data, prep.labels, prep.original, prep.is_noisy, states, device)
+
+
+# Persistence: checkpoints every epoch, resumable, tables at the end ---------------------------------------
+
+def checkpoint_dir(cfg: RunConfig) -> str:
+    return f"checkpoints/{cfg.run_id}"
+
+
+def run_is_complete(store: Store, cfg: RunConfig) -> bool:
+    """A run counts as done only once its `runs` row exists, which is written after every other file."""
+    return store.has_table_file("runs", cfg.run_id)
+
+
+def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
+                on_epoch: Callable[[dict[str, float]], None] | None = None,
+                node: str | None = None) -> dict[str, object]:
+    """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables.
+
+    Each epoch saves the weights (epoch_XXX.pt, for the probes) and then the resume state (state.pt), both
+    atomically; a restart continues after the last epoch whose state was saved, and its rows come back from
+    that state, so no epoch is lost or recorded twice. Batch order depends on (seed, epoch) only, so a resumed
+    run follows the same path as an uninterrupted one.
+    """
+    start = time.perf_counter()
+    prep = prepare(cfg, device, data_dir, download)
+    trainer = Trainer(cfg, prep, device)
+    ckdir = checkpoint_dir(cfg)
+    epoch_rows: list[dict] = []
+    grad_rows: list[dict] = []
+    seconds = 0.0
+    if store.exists(f"{ckdir}/state.pt"):
+        state = store.load_torch(f"{ckdir}/state.pt")
+        trainer.load_state_dict(state["trainer"])
+        epoch_rows, grad_rows, seconds = state["epoch_rows"], state["grad_rows"], float(state["seconds"])
+    else:
+        store.save_torch(f"{ckdir}/epoch_000.pt", trainer.weights())
+    while trainer.epoch < cfg.epochs:
+        row, grads = trainer.train_epoch()
+        epoch_rows.append(row)
+        grad_rows.extend(grads)
+        store.save_torch(f"{ckdir}/epoch_{trainer.epoch:03d}.pt", trainer.weights())
+        seconds_now = seconds + time.perf_counter() - start
+        store.save_torch(f"{ckdir}/state.pt", {"trainer": trainer.state_dict(), "epoch_rows": epoch_rows,
+                                               "grad_rows": grad_rows, "seconds": seconds_now})
+        if on_epoch is not None:
+            on_epoch(row)
+    columns = {"run_id": cfg.run_id, **cfg.columns()}
+    for table, frame in (("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
+                         ("gradients", pd.DataFrame(grad_rows))):
+        store.write_table(table, cfg.run_id, frame.assign(**columns))
+    run_row = {**columns, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+               "n_train": len(prep.labels), "n_test": len(prep.data.test.y), "n_noisy": int(prep.is_noisy.sum()),
+               "noise_seed": cfg.noise_seed, "p_gen": cfg.p_gen, "p_mem": cfg.p_mem, "status": "complete",
+               "seconds": seconds + time.perf_counter() - start, "device": str(device),
+               "node": node or socket.gethostname(),
+               "versions": f"python={platform.python_version()};torch={torch.__version__}",
+               "checkpoint_dir": store.path(ckdir)}
+    store.write_table("runs", cfg.run_id, pd.DataFrame([run_row]))
+    return run_row
+
+
+def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str = "data",
+             download: bool = False) -> RunData:
+    """A finished run as probes see it: data on `device`, checkpoints read lazily from the store."""
+    prep = prepare(cfg, device, data_dir, download)
+    ckdir = checkpoint_dir(cfg)
+    epochs = sorted(int(n[6:9]) for n in store.list(ckdir) if n.startswith("epoch_"))
+    return RunData(cfg=cfg, data=prep.data, labels=prep.labels, original=prep.original, is_noisy=prep.is_noisy,
+                   epochs=epochs, device=device,
+                   load_state=lambda e: store.load_torch(f"{ckdir}/epoch_{e:03d}.pt"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweep.train", description=(
+        "Train one run with label noise, checkpoints every epoch and gradient accounting; write Parquet tables."))
+    defaults = RunConfig()
+    parser.add_argument("--dataset", default=defaults.dataset, help="digits, fashion-mnist, mnist, cifar10, svhn")
+    parser.add_argument("--arch", default=defaults.arch, help="mlp, resnet9, resnet50, vit")
+    parser.add_argument("--variant", default=defaults.variant, help="standard, tied, dropout, sparse")
+    parser.add_argument("--noise", type=float, default=defaults.noise, help="label-noise rate in [0, 1)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialisation and batch-order seed")
+    parser.add_argument("--noise-seed", type=int, default=None, help="label-noise seed (default: --seed)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=None, help="default 512 (128 for digits)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--width", type=float, default=defaults.width, help="channel/width multiplier")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--data-dir", default="data", help="where dataset files are looked for")
+    parser.add_argument("--download", action="store_true", help="download missing dataset files")
+    parser.add_argument("--results", default="results", help="results root (path or pyarrow URI)")
+    args = parser.parse_args(argv)
+    try:
+        batch = args.batch_size or (128 if args.dataset == "digits" else 512)
+        cfg = RunConfig(dataset=args.dataset, arch=args.arch, variant=args.variant, noise=args.noise,
+                        seed=args.seed, noise_seed=args.seed if args.noise_seed is None else args.noise_seed,
+                        epochs=args.epochs, batch_size=batch, lr=args.lr, width=args.width).validate()
+        device = pick_device(args.device)
+        load_dataset(cfg.dataset, args.data_dir, args.download)  # fail on missing files before writing
+        store = Store(args.results)
+        print(f"run {cfg.run_id} on {device}")
+
+        def progress(row: dict[str, float]) -> None:
+            print(f"epoch {row['epoch']:3d}/{cfg.epochs}  loss {row['train_loss']:.3f}  clean {row['clean_acc']:.3f}"
+                  f"  noisy {row['noisy_acc']:.3f}  test {row['test_acc']:.3f}  {row['seconds']:.1f}s", flush=True)
+
+        row = execute_run(cfg, store, device, args.data_dir, args.download, on_epoch=progress)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"done in {row['seconds']:.1f}s; tables under {store.uri}: "
+          f"pd.read_parquet('{store.uri}/epochs')")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
