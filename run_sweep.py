@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        from sweep.data import check_available
+        from sweep.data import load_dataset
         from sweep.engine import Options, describe, run_grid
         from sweep.grids import load_grid
         from sweep.probes import PROBES
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(describe(grid, opts)))
             return 0
         for dataset in sorted({cfg.dataset for cfg in grid.runs}):
-            check_available(dataset, args.data_dir, args.download)
+            load_dataset(dataset, args.data_dir, args.download)  # missing files fail here, before any work
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

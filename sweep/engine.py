@@ -247,15 +247,13 @@ def run_grid(grid: Grid, opts: Options, print_fn: Callable[[str], None] = print)
 
 def describe(grid: Grid, opts: Options) -> list[str]:
     """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs."""
-    from sweep.data import DATASET_INFO
     from sweep.probes import build_model_for
 
     store = Store(opts.results)
     probes = selected_probes(opts.only)
     lines, total_bytes, n_tasks = [], 0, 0
     for cfg in grid.runs:
-        info = DATASET_INFO[cfg.dataset]
-        n_params = sum(p.numel() for p in build_model_for(cfg, info).parameters())
+        n_params = sum(p.numel() for p in build_model_for(cfg).parameters())
         ckpt = n_params * 4 * (cfg.epochs + 1) + n_params * 4 * 3
         total_bytes += ckpt
         tasks = tasks_for(cfg, probes, grid.analysis)

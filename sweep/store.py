@@ -8,6 +8,7 @@ ignore names starting with '.', so a half-written temporary file is never read a
 from __future__ import annotations
 
 import io
+import pickle
 import os
 import uuid
 
@@ -87,6 +88,6 @@ class Store:
         """Load a file we wrote, never unpickling arbitrary objects; a damaged file is a clear UserError."""
         try:
             return torch.load(io.BytesIO(self.read_bytes(rel)), weights_only=True, map_location="cpu")
-        except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+        except (RuntimeError, EOFError, ValueError, OSError, KeyError, pickle.UnpicklingError) as exc:
             raise UserError(f"checkpoint {self.path(rel)} is unreadable ({type(exc).__name__}); "
                             "delete it (or its run's checkpoint folder) to retrain that run") from exc

@@ -84,7 +84,7 @@ class Trainer:
         self.cfg, self.prep, self.device = cfg, prep, device
         self.cuda = device.type == "cuda"
         torch.manual_seed(cfg.seed)
-        self.model = build_model_for(cfg, prep.data).to(device)
+        self.model = build_model_for(cfg).to(device)
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -106,44 +106,52 @@ class Trainer:
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cuda and x.dim() == 4 else x
 
+    def step(self, idx: torch.Tensor, lr: float,
+             sums: tuple[list[torch.Tensor], list[torch.Tensor]] | None) -> torch.Tensor:
+        """One SGD step on the examples `idx`; returns the batch loss (on device, no sync).
+
+        With `sums` = (clean, total) gradient accumulators, the clean part is backpropagated first and added to
+        the clean sum, then the noisy part completes .grad to the total, which is added to the total sum. Without
+        `sums` it is a plain step with one backward, the baseline the accounting overhead is measured against.
+        """
+        prep = self.prep
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=False)
+        with self._autocast():
+            logits = self.model(self._inputs(prep.data.train.x[idx]), ids=idx)
+        losses = F.cross_entropy(logits.float(), prep.labels[idx], reduction="none")
+        noisy = prep.is_noisy[idx].to(losses.dtype)
+        l_noisy = (losses * noisy).sum() / len(idx)
+        l_clean = (losses * (1 - noisy)).sum() / len(idx)
+        if sums is None:
+            (l_clean + l_noisy).backward()
+        else:
+            grads = [p.grad for p in self.params]
+            l_clean.backward(retain_graph=True)
+            torch._foreach_add_(sums[0], grads)
+            l_noisy.backward()
+            torch._foreach_add_(sums[1], grads)
+        self.opt.step()
+        return (l_clean + l_noisy).detach()
+
     def train_epoch(self) -> tuple[dict[str, float], list[dict[str, object]]]:
         """One epoch; returns the epoch's metric row and one gradient-accounting row per layer group."""
         start = time.perf_counter()
         cfg, prep = self.cfg, self.prep
-        x_all, y_all, noisy_all = prep.data.train.x, prep.labels, prep.is_noisy
-        n = len(y_all)
+        n = len(prep.labels)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(cfg.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, device=self.device, generator=gen)
-        account = bool(prep.is_noisy.any())
-        g_clean = [torch.zeros_like(p) for p in self.params]
-        g_total = [torch.zeros_like(p) for p in self.params]
+        sums = ([torch.zeros_like(p) for p in self.params], [torch.zeros_like(p) for p in self.params])
         loss_sum = torch.zeros((), device=self.device)
         self.model.train()
         for b in range(self.steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             step = self.epoch * self.steps_per_epoch + b
-            for group in self.opt.param_groups:
-                group["lr"] = lr_at(step, cfg.epochs * self.steps_per_epoch, cfg.lr)
-            self.opt.zero_grad(set_to_none=False)
-            with self._autocast():
-                logits = self.model(self._inputs(x_all[idx]), ids=idx)
-            losses = F.cross_entropy(logits.float(), y_all[idx], reduction="none")
-            noisy = noisy_all[idx].to(losses.dtype)
-            l_noisy = (losses * noisy).sum() / len(idx)
-            l_clean = (losses * (1 - noisy)).sum() / len(idx)
-            if account:
-                l_clean.backward(retain_graph=True)
-                torch._foreach_add_(g_clean, [p.grad for p in self.params])
-                l_noisy.backward()
-            else:
-                l_clean.backward()
-                torch._foreach_add_(g_clean, [p.grad for p in self.params])
-            torch._foreach_add_(g_total, [p.grad for p in self.params])
-            self.opt.step()
-            loss_sum += (l_clean + l_noisy).detach()
+            loss_sum += self.step(idx, lr_at(step, cfg.epochs * self.steps_per_epoch, cfg.lr), sums)
         self.epoch += 1
-        grad_rows = self._gradient_rows(g_clean, g_total)
+        grad_rows = self._gradient_rows(*sums)
         row = {"epoch": self.epoch, "train_loss": float(loss_sum) / self.steps_per_epoch, **self.evaluate(),
                "lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr),
                "seconds": time.perf_counter() - start}
@@ -163,8 +171,8 @@ class Trainer:
         rows = []
         for gi, name in enumerate(self.group_names):
             sel = which == gi
-            rows.append({"epoch": self.epoch, "layer": gi, "layer_name": name, "clean_norm": clean[sel].sum(),
-                         "noisy_norm": noisy[sel].sum(), "cosine": cos[sel].mean()})
+            rows.append({"epoch": self.epoch, "layer": gi, "layer_name": name, "clean_norm": float(clean[sel].sum()),
+                         "noisy_norm": float(noisy[sel].sum()), "cosine": float(cos[sel].mean())})
         return rows
 
     @torch.no_grad()

@@ -18,8 +18,9 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Dataset
 
 
-def build_model_for(cfg: RunConfig, data: Dataset) -> nn.Module:
+def build_model_for(cfg: RunConfig, data: Dataset | None = None) -> nn.Module:
     """The model a run trains: its architecture, width and dropout variant, shaped for its dataset."""
+    from sweep.data import SHAPES
     from sweep.models import build_model
 
     factory = None
@@ -27,7 +28,8 @@ def build_model_for(cfg: RunConfig, data: Dataset) -> nn.Module:
         from sweep.dropout import make_dropout
 
         factory = make_dropout(cfg)
-    return build_model(cfg.arch, data.shape, data.num_classes, width=cfg.width, dropout=factory)
+    shape, classes = SHAPES[cfg.dataset]
+    return build_model(cfg.arch, shape, classes, width=cfg.width, dropout=factory)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class RunData:
         return self._cache[epoch]
 
     def build_model(self) -> nn.Module:
-        return build_model_for(self.cfg, self.data).to(self.device)
+        return build_model_for(self.cfg).to(self.device)
 
     def model_at(self, epoch: int) -> nn.Module:
         model = self.build_model()

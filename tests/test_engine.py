@@ -1,0 +1,138 @@
+"""The sweep engine end to end on a real local Ray cluster started here (2 CPUs, shared by this module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests import ray_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "runs": ["run_id"], "examples": ["run_id", "example_id"], "epochs": ["run_id", "epoch"],
+    "gradients": ["run_id", "epoch", "layer"], "rewinding": ["run_id", "layer", "rewind_epoch"],
+    "retraining": ["run_id", "layer", "epoch"], "flips": ["run_id", "example_id"], "dropout": ["run_id", "mode"],
+    "dropout_examples": ["run_id", "example_id"],
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    address = ray_cluster.start([2], temp)
+    yield address
+    ray_cluster.stop(temp)
+
+
+def sweep(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run_sweep.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=ray_cluster.env(), timeout=600, **kwargs)
+
+
+def check_complete(results: Path) -> dict[str, pd.DataFrame]:
+    """Every table present, no duplicate keys, each run with epochs 1..E and gradients for every group."""
+    from sweep.grids import load_grid
+
+    grid = load_grid("smoke")
+    tables = {t: pd.read_parquet(results / t) for t in KEYS}
+    for table, key in KEYS.items():
+        frame = tables[table]
+        assert not frame.empty, table
+        assert not frame.duplicated(key).any(), f"duplicate rows in {table}"
+    runs = tables["runs"]
+    assert sorted(runs["run_id"]) == sorted(c.run_id for c in grid.runs)
+    assert (runs["status"] == "complete").all()
+    for cfg in grid.runs:
+        epochs = tables["epochs"].query("run_id == @cfg.run_id")
+        assert sorted(epochs["epoch"]) == list(range(1, cfg.epochs + 1))
+        grads = tables["gradients"].query("run_id == @cfg.run_id")
+        assert len(grads) == cfg.epochs * grads["layer"].nunique() and grads["layer"].nunique() >= 2
+    standard = [c for c in grid.runs if c.variant == "standard"]
+    for table in ("rewinding", "retraining", "flips"):
+        assert set(tables[table]["run_id"]) == {c.run_id for c in standard}, table
+    assert set(tables["dropout"]["run_id"]) == {c.run_id for c in grid.runs if c.variant != "standard"}
+    n_groups = tables["gradients"].query("run_id == @standard[0].run_id")["layer"].nunique()
+    assert tables["rewinding"]["layer"].nunique() == n_groups == tables["retraining"]["layer"].nunique()
+    return tables
+
+
+def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
+    results = tmp_path / "results"
+    start = time.monotonic()
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results))
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
+    check_complete(results)
+    assert (results / "report" / "index.html").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")}
+    again = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trained 0 of 4 runs now; ran 0 analysis tasks" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")} == stamps
+    print(f"smoke grid took {elapsed:.0f}s")
+
+
+def test_killed_driver_resumes_without_loss_or_duplicates(cluster, tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "run_sweep.py", "--grid", "smoke", "--address", cluster, "--results",
+                             str(results), "--no-report"], cwd=ROOT, env=ray_cluster.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((results / "runs").glob("*.parquet")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.stem for p in (results / "runs").glob("*.parquet")}
+    assert finished, "no run finished before the deadline"
+    weights = {p: p.stat().st_mtime_ns for run in finished for p in (results / "checkpoints" / run).glob("epoch_*")}
+    again = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    check_complete(results)
+    assert {p: p.stat().st_mtime_ns for p in weights} == weights  # finished runs were not trained again
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--grid", "huge"], "unknown grid"),
+    (["--grid", "missing.toml"], "does not exist"),
+    (["--grid", "{bad}"], "TOML"),
+    (["--grid", "{noise}"], "noise"),
+    (["--grid", "{field}"], "unknown grid field"),
+    (["--only", "telepathy"], "unknown analysis"),
+    (["--cpus-per-trial", "0"], "cpus-per-trial"),
+    (["--grid", "{cifar}"], "cifar10"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, needle):
+    files = {"{bad}": "[[runs]\ndataset = ", "{noise}": "[[runs]]\ndataset='digits'\narch='mlp'\nnoise=1.5\n",
+             "{field}": "[[runs]]\ndataset='digits'\narch='mlp'\ncolour='red'\n",
+             "{cifar}": "[[runs]]\ndataset='cifar10'\narch='resnet9'\n"}
+    for i, arg in enumerate(args):
+        if arg in files:
+            path = tmp_path / f"{arg.strip('{}')}.toml"
+            path.write_text(files[arg])
+            args[i] = str(path)
+    results = tmp_path / "results"
+    proc = sweep(*args, "--results", str(results), "--data-dir", str(tmp_path / "data"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not results.exists()
+
+
+def test_dry_run_lists_runs_tasks_and_storage(tmp_path):
+    proc = sweep("--grid", "paper", "--dry-run", "--results", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert sum("[to train]" in line for line in lines) == 18
+    assert "GiB" in lines[-1] and "probe tasks" in lines[-1]
+    assert not (tmp_path / "r").exists()

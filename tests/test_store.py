@@ -1,0 +1,54 @@
+import pandas as pd
+import pytest
+import torch
+
+from sweep.errors import UserError
+from sweep.store import Store
+
+
+def test_table_round_trip_through_pandas(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_table("epochs", "run-a", pd.DataFrame({"run_id": ["a", "a"], "epoch": [1, 2], "acc": [0.5, 0.75]}))
+    store.write_table("epochs", "run-b", pd.DataFrame({"run_id": ["b"], "epoch": [1], "acc": [0.25]}))
+    back = pd.read_parquet(tmp_path / "epochs").sort_values(["run_id", "epoch"]).reset_index(drop=True)
+    assert back.to_dict("list") == {"run_id": ["a", "a", "b"], "epoch": [1, 2, 1], "acc": [0.5, 0.75, 0.25]}
+    assert store.read_table("epochs").shape == (3, 3)
+    assert store.read_table("flips") is None
+
+
+def test_rewrite_replaces_and_leaves_no_temporary_files(tmp_path):
+    store = Store(str(tmp_path))
+    for value in (1, 2):
+        store.write_table("runs", "r", pd.DataFrame({"x": [value]}))
+    assert pd.read_parquet(tmp_path / "runs")["x"].tolist() == [2]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r.parquet"]
+
+
+def test_hidden_temporary_file_is_not_read_as_data(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_table("runs", "r", pd.DataFrame({"x": [1]}))
+    (tmp_path / "runs" / ".tmp-123-s.parquet").write_bytes(b"half a file")
+    assert pd.read_parquet(tmp_path / "runs")["x"].tolist() == [1]
+
+
+def test_checkpoint_round_trip_and_corrupt_file_is_a_clear_error(tmp_path):
+    store = Store(str(tmp_path))
+    state = {"w": torch.arange(6.0).reshape(2, 3), "epoch": 3, "rows": [{"a": 1.0}]}
+    store.save_torch("checkpoints/r/state.pt", state)
+    back = store.load_torch("checkpoints/r/state.pt")
+    assert torch.equal(back["w"], state["w"]) and back["epoch"] == 3 and back["rows"] == [{"a": 1.0}]
+    (tmp_path / "checkpoints/r/state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="unreadable"):
+        store.load_torch("checkpoints/r/state.pt")
+
+
+def test_checkpoint_with_arbitrary_object_is_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "x.pt").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(UserError):
+        Store(str(tmp_path)).load_torch("x.pt")

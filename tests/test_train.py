@@ -1,0 +1,171 @@
+"""Training: schedule shape, gradient accounting against a brute-force computation, memorization, persistence."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sweep.config import RunConfig
+from sweep.store import Store
+from sweep.train import Trainer, execute_run, lr_at, prepare, train_in_memory
+
+
+def test_schedule_is_a_triangle_peaking_at_one_fifth():
+    total, peak = 500, 0.1
+    lrs = np.array([lr_at(s, total, peak) for s in range(total)])
+    top = int(lrs.argmax())
+    assert top in (total // 5 - 1, total // 5)
+    assert lrs.max() == pytest.approx(peak, rel=0.01)
+    assert lrs[0] < peak * 0.01 and lrs[-1] < peak * 0.01
+    assert np.all(np.diff(lrs[:top]) > 0) and np.all(np.diff(lrs[top + 1:]) < 0)
+    rise, fall = np.diff(lrs[:top]), np.diff(lrs[top + 1:])
+    assert np.allclose(rise, rise[0]) and np.allclose(fall, fall[0])  # linear pieces
+
+
+def _brute_force_gradient_rows(cfg, digits, epochs):
+    """Follow the same trajectory one batch at a time, taking clean and noisy gradients with separate autograd.grad
+    calls and summing them in float64 on the host: no shared accumulators, no shortcuts."""
+    prep = prepare(cfg, torch.device("cpu"), data=digits)
+    trainer = Trainer(cfg, prep, torch.device("cpu"))
+    model, params = trainer.model, trainer.params
+    names = {id(p): n for n, p in model.named_parameters()}
+    from sweep.models.groups import group_of
+
+    groups = [g for g, _ in model.groups]
+    rows = []
+    n = len(prep.labels)
+    for epoch in range(epochs):
+        g_clean = [np.zeros(p.shape) for p in params]
+        g_noisy = [np.zeros(p.shape) for p in params]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen)
+        model.train()
+        for b in range(math.ceil(n / cfg.batch_size)):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            step = epoch * trainer.steps_per_epoch + b
+            for group in trainer.opt.param_groups:
+                group["lr"] = lr_at(step, cfg.epochs * trainer.steps_per_epoch, cfg.lr)
+            losses = F.cross_entropy(model(prep.data.train.x[idx], ids=idx), prep.labels[idx], reduction="none")
+            noisy = prep.is_noisy[idx]
+            gc = torch.autograd.grad(losses[~noisy].sum() / len(idx), params, retain_graph=True)
+            gn = torch.autograd.grad(losses[noisy].sum() / len(idx), params)
+            for acc_c, acc_n, a, c in zip(g_clean, g_noisy, gc, gn, strict=True):
+                acc_c += a.double().numpy()
+                acc_n += c.double().numpy()
+            for p, a, c in zip(params, gc, gn, strict=True):
+                p.grad = a + c
+            trainer.opt.step()
+        for gi, name in enumerate(groups):
+            sel = [i for i, p in enumerate(params) if group_of(model, names[id(p)]) == name]
+            clean = sum(np.linalg.norm(g_clean[i]) / math.sqrt(g_clean[i].size) for i in sel)
+            noisy = sum(np.linalg.norm(g_noisy[i]) / math.sqrt(g_noisy[i].size) for i in sel)
+            cos = np.mean([(g_clean[i] * g_noisy[i]).sum() / (np.linalg.norm(g_clean[i]) * np.linalg.norm(g_noisy[i]))
+                           for i in sel])
+            rows.append({"epoch": epoch + 1, "layer": gi, "clean_norm": clean, "noisy_norm": noisy, "cosine": cos})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "resnet9"])
+def test_gradient_accounting_matches_brute_force(arch, digits):
+    cfg = RunConfig(arch=arch, width=0.25, noise=0.2, epochs=2, batch_size=256, seed=3).validate()
+    prep = prepare(cfg, torch.device("cpu"), data=digits)
+    trainer = Trainer(cfg, prep, torch.device("cpu"))
+    ours = pd.DataFrame([row for _ in range(2) for row in trainer.train_epoch()[1]])
+    brute = _brute_force_gradient_rows(cfg, digits, epochs=2)
+    assert len(ours) == len(brute) == 2 * len(trainer.group_names)
+    for col in ("clean_norm", "noisy_norm", "cosine"):
+        np.testing.assert_allclose(ours[col].to_numpy(), brute[col].to_numpy(), rtol=2e-4, atol=1e-7)
+    assert (ours["clean_norm"] > 0).all() and (ours["noisy_norm"] > 0).all()
+
+
+def test_mlp_memorizes_noisy_digits_and_still_generalizes(digits):
+    cfg = RunConfig(arch="mlp", noise=0.1, epochs=30, batch_size=128, seed=0)
+    prep = prepare(cfg, torch.device("cpu"), data=digits)
+    trainer = Trainer(cfg, prep, torch.device("cpu"))
+    rows = [trainer.train_epoch()[0] for _ in range(cfg.epochs)]
+    last = rows[-1]
+    assert last["noisy_acc"] >= 0.9, last  # noisy examples fit to their wrong labels: memorized
+    assert last["test_acc"] >= 0.85, last
+    assert last["noisy_true_acc"] < 0.2, last
+    assert rows[0]["noisy_acc"] < 0.5  # early on the noisy examples are not yet memorized
+
+
+def test_same_seed_same_numbers_and_model_seed_does_not_change_noise(digits):
+    a = train_in_memory(RunConfig(epochs=2, batch_size=256), data=digits)
+    b = train_in_memory(RunConfig(epochs=2, batch_size=256), data=digits)
+    c = train_in_memory(RunConfig(epochs=2, batch_size=256, seed=5), data=digits)
+    for key, value in a.state(2).items():
+        assert torch.equal(value, b.state(2)[key])
+    assert any(not torch.equal(v, c.state(2)[k]) for k, v in a.state(2).items())
+    assert torch.equal(a.labels, c.labels) and torch.equal(a.is_noisy, c.is_noisy)
+
+
+def test_interrupted_run_resumes_to_identical_tables(tmp_path, digits):
+    cfg = RunConfig(epochs=4, batch_size=256, width=0.5).validate()
+    straight = Store(str(tmp_path / "a"))
+    execute_run(cfg, straight, torch.device("cpu"))
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(row):
+        if row["epoch"] == 2:
+            raise Crash
+
+    resumed = Store(str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        execute_run(cfg, resumed, torch.device("cpu"), on_epoch=crash_after_two)
+    assert not resumed.has_table_file("runs", cfg.run_id)
+    seen = []
+    execute_run(cfg, resumed, torch.device("cpu"), on_epoch=lambda row: seen.append(row["epoch"]))
+    assert seen == [3, 4]  # epochs 1-2 were not trained again
+    for table in ("epochs", "gradients", "examples"):
+        left = pd.read_parquet(tmp_path / "a" / table).drop(columns=["seconds"], errors="ignore")
+        right = pd.read_parquet(tmp_path / "b" / table).drop(columns=["seconds"], errors="ignore")
+        pd.testing.assert_frame_equal(left, right)
+    epochs = pd.read_parquet(tmp_path / "b" / "epochs")
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4]
+    examples = pd.read_parquet(tmp_path / "b" / "examples")
+    assert len(examples) == len(digits.train.y) and examples["example_id"].is_unique
+    assert set(examples["first_learned_epoch"]) <= {-1, 1, 2, 3, 4}
+    run = pd.read_parquet(tmp_path / "b" / "runs").iloc[0]
+    assert run["n_noisy"] == round(0.1 * len(digits.train.y)) == int(examples["is_noisy"].sum())
+    assert run["status"] == "complete" and run["dataset"] == "digits" and run["run_id"] == cfg.run_id
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sweep.train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dataset", "imagenet"], "unknown dataset"),
+    (["--arch", "lenet"], "unknown architecture"),
+    (["--noise", "1.0"], "noise"),
+    (["--noise", "-0.5"], "noise"),
+    (["--epochs", "0"], "epochs"),
+    (["--dataset", "cifar10"], "cifar10"),
+])
+def test_cli_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, args, needle):
+    results = tmp_path / "out"
+    proc = _cli(*args, "--results", str(results), "--data-dir", str(tmp_path / "nodata"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr
+    assert not results.exists()
+
+
+def test_cli_trains_and_writes_tables(tmp_path):
+    proc = _cli("--epochs", "2", "--results", str(tmp_path / "out"), "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("epoch ") >= 2
+    for table in ("runs", "examples", "epochs", "gradients"):
+        frame = pd.read_parquet(tmp_path / "out" / table)
+        assert {"run_id", "dataset", "arch", "variant", "noise", "seed", "width"} <= set(frame.columns)
+    ckpts = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir().__next__().iterdir())
+    assert ckpts == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "state.pt"]
