@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated subset of analyses to run (default: all registered)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the runs and tasks that would launch and the checkpoint storage, then exit")
-    p.add_argument("--no-report", action="store_true", help="skip writing the HTML report at the end")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip writing the HTML report (<results>/report/index.html; local results only) at the end")
     return p.parse_args(argv)
 
 
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({summary.tasks_skipped} already done)")
     for failure in summary.failures:
         print(f"FAILED {failure}", file=sys.stderr)
-    if not args.no_report:
+    if not args.no_report and "://" not in opts.results:
         from analyses.report import write_report
 
-        page = write_report(opts.results, f"{opts.results.rstrip('/')}/report")
+        page = write_report(opts.results, data_dir=args.data_dir)
         print(f"report: {page}")
     print(f"results: {opts.results}  (read with: import pandas as pd; pd.read_parquet('{opts.results}/epochs'))")
     return 1 if summary.failures else 0

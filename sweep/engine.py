@@ -124,12 +124,16 @@ class Progress:
     current: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     _last: float = 0.0
+    _last_counts: tuple = ()
 
     def show(self, force: bool = False) -> None:
+        """Print when the counts change (at most once a second) or every 30 s while nothing moves."""
         now = time.monotonic()
-        if not force and now - self._last < 1.0:
+        counts = (self.runs_done, self.tasks_done, self.tasks_failed, self.tasks_total, tuple(self.current.items()))
+        quiet = now - self._last < (1.0 if counts != self._last_counts else 30.0)
+        if quiet and not force:
             return
-        self._last = now
+        self._last, self._last_counts = now, counts
         elapsed = now - self.started
         units_total = self.epochs_total + self.tasks_total
         units_done = self.epochs_done + self.tasks_done + self.tasks_failed
@@ -175,6 +179,8 @@ def init_ray(opts: Options) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # One small checkpoint per epoch is the design; Tune's warning about frequent snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False, configure_logging=False)
     else:

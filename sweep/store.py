@@ -8,8 +8,8 @@ ignore names starting with '.', so a half-written temporary file is never read a
 from __future__ import annotations
 
 import io
-import pickle
 import os
+import pickle
 import uuid
 
 import pandas as pd
@@ -63,9 +63,13 @@ class Store:
                       if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
 
     def write_table(self, table: str, name: str, frame: pd.DataFrame) -> None:
-        """Write one file of a table; the owner of `name` is the only writer, so rewriting it is idempotent."""
+        """Write one file of a table; the owner of `name` is the only writer, so rewriting it is idempotent.
+
+        pandas' own schema metadata is dropped: it may name extension dtypes (such as a list-of-struct
+        ArrowDtype) that older readers cannot rebuild, while the plain Arrow types read back everywhere.
+        """
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), buf)
         self.write_bytes(f"{table}/{name}.parquet", buf.getvalue())
 
     def has_table_file(self, table: str, name: str) -> bool:

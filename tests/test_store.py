@@ -52,3 +52,15 @@ def test_checkpoint_with_arbitrary_object_is_refused(tmp_path):
     (tmp_path / "x.pt").write_bytes(pickle.dumps(Evil()))
     with pytest.raises(UserError):
         Store(str(tmp_path)).load_torch("x.pt")
+
+
+def test_list_of_struct_column_reads_back_with_plain_pandas(tmp_path):
+    import pyarrow as pa
+
+    units = pa.array([[{"group": "fc1", "layer": "fc1.linear", "index": 3}], []],
+                     type=pa.list_(pa.struct([("group", pa.string()), ("layer", pa.string()), ("index", pa.int64())])))
+    frame = pd.DataFrame({"example_id": [7, 9], "units": pd.Series(units, dtype=pd.ArrowDtype(units.type))})
+    Store(str(tmp_path)).write_table("flips", "r", frame)
+    back = pd.read_parquet(tmp_path / "flips")
+    assert list(back["units"].iloc[0]) == [{"group": "fc1", "layer": "fc1.linear", "index": 3}]
+    assert len(back["units"].iloc[1]) == 0

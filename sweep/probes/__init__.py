@@ -96,3 +96,7 @@ def register_probe(probe: Probe) -> Probe:
         raise ValueError(f"probe {probe.name!r} registered twice")
     PROBES[probe.name] = probe
     return probe
+
+
+# Every analysis module registers itself on import; this line is the one place that lists them.
+from sweep.probes import dropout, flip, retrain, rewind  # noqa: E402, F401

@@ -1,0 +1,461 @@
+"""The sweep's static HTML report: one section per paper figure/table plus the detection study.
+
+`python -m analyses.report --results DIR --out DIR/report` (or `write_report`) writes index.html with the
+figures as PNG files beside it and every section's numbers as CSV, so the page opens offline from a laptop
+or a cluster share. Partial results are the normal case while a sweep runs: a missing or empty table, or a
+section that fails on odd data, turns into a sentence in that section instead of stopping the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analyses import paper
+from analyses.curves import training_curves
+from analyses.detection import SIGNALS, detection, detection_per_run
+from analyses.dropout import figure7, forgotten_clean, table1, table3
+from analyses.flips import figure5a, figure5b, figure5c
+from analyses.gradients import figure1, figure2
+from analyses.layers import best_rewind, figure3, figure4, final_retraining
+from analyses.load import Results, table_files
+from analyses.plotting import DPI
+from analyses.stats import format_summary, group_columns
+
+MAX_ROWS = 80
+
+# Marks every <img> with data-loaded="yes"/"no" once the page has loaded and puts the totals on <body>, so
+# a headless browser (the report's test) can check that every figure really displays.
+IMAGE_CHECK = """<script>
+window.addEventListener("load", function () {
+  var images = document.querySelectorAll("img"), loaded = 0;
+  images.forEach(function (img) {
+    var ok = img.complete && img.naturalWidth > 0;
+    img.setAttribute("data-loaded", ok ? "yes" : "no");
+    if (ok) { loaded += 1; }
+  });
+  document.body.setAttribute("data-images-total", String(images.length));
+  document.body.setAttribute("data-images-loaded", String(loaded));
+});
+</script>"""
+
+STYLE = """<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
+table.data { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
+table.data th, table.data td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+table.data th { background: #f3f3f3; }
+.caption { color: #444; } .paper { background: #f4f8ff; border-left: 3px solid #5b8def; padding: .3em .6em; }
+.missing { background: #fff6e5; border-left: 3px solid #e0a030; padding: .3em .6em; }
+.error { background: #ffecec; border-left: 3px solid #d33; padding: .3em .6em; white-space: pre-wrap; }
+.note { color: #555; font-size: .9em; } nav li { margin: .1em 0; }
+</style>"""
+
+
+@dataclass
+class _Writer:
+    """Saves figures and CSVs under the report folder and returns the HTML that shows them."""
+
+    out: Path
+
+    def figure(self, fig: Figure | None, stem: str, alt: str) -> str:
+        if fig is None:
+            return ""
+        path = self.out / "figures" / f"{stem}.png"
+        fig.savefig(path, dpi=DPI)
+        return f'<img src="figures/{stem}.png" alt="{html.escape(alt)}">'
+
+    def table(
+        self, df: pd.DataFrame, stem: str, full: pd.DataFrame | None = None, max_rows: int = MAX_ROWS
+    ) -> str:
+        """The table as HTML (first `max_rows` rows), and `full` (or df) as a CSV linked below it."""
+        data = full if full is not None else df
+        csv = self.out / "tables" / f"{stem}.csv"
+        data.to_csv(csv, index=False)
+        shown = df.head(max_rows)
+        text = shown.to_html(index=False, na_rep="-", border=0, classes="data", float_format=_fmt_float)
+        more = f"showing {len(shown)} of {len(df)} rows; " if len(df) > len(shown) else ""
+        notes = []
+        if "n_seeds" in df.columns and (df["n_seeds"] == 1).any():
+            notes.append("n_seeds = 1 rows come from a single seed: a mean, no interval.")
+        note = f'<p class="note">{more}all numbers: <a href="tables/{stem}.csv">tables/{stem}.csv</a>. '
+        note += " ".join(notes) + "</p>"
+        return text + note
+
+
+def _fmt_float(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _p(text: str, cls: str | None = None) -> str:
+    return f'<p class="{cls}">{html.escape(text)}</p>' if cls else f"<p>{html.escape(text)}</p>"
+
+
+def _pct(values: pd.Series) -> list[str]:
+    return ["-" if pd.isna(v) else f"{100 * float(v):.1f}" for v in values]
+
+
+def _missing(results: Results, names: Sequence[str]) -> str | None:
+    """A sentence for the first needed table that is missing or empty, else None."""
+    for name in names:
+        df = results.table(name)
+        where = results.root / name
+        if df is None:
+            files = "no readable Parquet file" if table_files(results.root, name) else "no Parquet file"
+            return (
+                f"Table '{name}' is missing: {files} under {where} (the sweep has not produced it yet, "
+                "or this grid does not include that analysis)."
+            )
+        if len(df) == 0:
+            return f"Table '{name}' is empty (0 rows under {where})."
+    return None
+
+
+def _claim(key: str) -> str:
+    return _p("Paper: " + paper.CLAIMS[key], "paper") if key in paper.CLAIMS else ""
+
+
+# Each builder returns the section body HTML; it may raise, and the report then shows the error there.
+def _overview(results: Results, w: _Writer) -> str:
+    parts = [
+        _p(f"Results folder: {results.root.resolve()}"),
+        _p(f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}."),
+        w.table(results.status(), "tables"),
+    ]
+    runs = results.table("runs")
+    if runs is None or runs.empty:
+        parts.append(
+            _p("Table 'runs' is missing or empty: no finished training run recorded yet.", "missing")
+        )
+    else:
+        cols = group_columns(runs)
+        summary = (
+            runs.groupby(cols, dropna=False)
+            .agg(
+                runs=("run_id", "nunique"),
+                seeds=("seed", lambda s: ", ".join(str(v) for v in sorted(set(s)))),
+            )
+            .reset_index()
+        )
+        if "status" in runs.columns:
+            status = runs.groupby(cols, dropna=False)["status"].agg(
+                lambda s: ", ".join(f"{k}: {v}" for k, v in s.value_counts().items())
+            )
+            summary = summary.join(status, on=cols)
+        parts.append(w.table(summary, "runs_summary", full=runs.drop(columns=["versions"], errors="ignore")))
+    if results.problems:
+        parts.append(_p("Files that could not be read (skipped):\n" + "\n".join(results.problems), "error"))
+    return "".join(parts)
+
+
+def _curves(results: Results, w: _Writer) -> str:
+    out = training_curves(results.table("epochs"))
+    last = out.table[
+        out.table["epoch"] == out.table.groupby(group_columns(out.table))["epoch"].transform("max")
+    ]
+    acc = [c for c in ("clean_acc", "noisy_acc", "noisy_true_acc", "test_acc") if f"{c}_mean" in last.columns]
+    shown = format_summary(last.drop(columns=[c for c in last.columns if c.startswith("train_loss")]), acc)
+    return (
+        _claim("curves")
+        + w.figure(out.figure, "curves", "training curves")
+        + _p("Accuracy (%) at the last epoch, mean [95% interval] across seeds:")
+        + w.table(shown, "curves_last", full=out.table)
+    )
+
+
+def _figure1(results: Results, w: _Writer) -> str:
+    out = figure1(results.table("gradients"))
+    t = out.table
+    keys = group_columns(t) + ["layer", "layer_name"]
+    window = t[t["in_window"]].groupby(keys, dropna=False)
+    window = window.agg(
+        clean_norm_mean=("clean_norm_mean", "mean"),
+        noisy_norm_mean=("noisy_norm_mean", "mean"),
+        n_seeds=("n_seeds", "max"),
+    ).reset_index()
+    window["noisy_to_clean"] = window["noisy_norm_mean"] / window["clean_norm_mean"]
+    return (
+        _claim("figure1")
+        + w.figure(out.figure, "figure1", "gradient norm contribution per layer")
+        + _p("Mean contribution over the memorization window (paper: epochs 15-20 of 50, scaled to the run):")
+        + w.table(window, "figure1_window", full=t)
+    )
+
+
+def _figure2(results: Results, w: _Writer) -> str:
+    out = figure2(results.table("gradients"))
+    t = out.table
+    keys = group_columns(t) + ["layer", "layer_name"]
+    rows = []
+    for key, part in t.groupby(keys, dropna=False, sort=True):
+        low = part.loc[part["cosine_mean"].idxmin()] if part["cosine_mean"].notna().any() else None
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=False)),
+                "mean_cosine": part["cosine_mean"].mean(),
+                "min_cosine": None if low is None else low["cosine_mean"],
+                "epoch_of_min": None if low is None else int(low["epoch"]),
+                "n_seeds": int(part["n_seeds"].max()),
+            }
+        )
+    return (
+        _claim("figure2")
+        + w.figure(out.figure, "figure2", "clean/noisy gradient cosine")
+        + _p("Per layer: mean cosine over epochs and the epoch where it is lowest:")
+        + w.table(pd.DataFrame(rows), "figure2_summary", full=t)
+    )
+
+
+def _figure3(results: Results, w: _Writer) -> str:
+    df = results.table("rewinding")
+    out = figure3(df)
+    best = format_summary(best_rewind(df), ["clean_acc", "noisy_acc", "test_acc"])
+    return (
+        _claim("figure3")
+        + w.figure(out.figure, "figure3", "layer rewinding heatmaps")
+        + _p("Per layer, the rewind epoch that lowers noisy accuracy most (accuracy %, mean [95% interval]):")
+        + w.table(best, "figure3_best", full=out.table)
+    )
+
+
+def _figure4(results: Results, w: _Writer) -> str:
+    df = results.table("retraining")
+    out = figure4(df)
+    final = format_summary(final_retraining(df), ["clean_acc", "noisy_acc", "test_acc"])
+    final = format_summary(final, ["last_epoch"], scale=1.0)
+    return (
+        _claim("figure4")
+        + w.figure(out.figure, "figure4", "layer retraining curves")
+        + _p("Per layer, accuracy (%) at the end of retraining on clean examples only:")
+        + w.table(final, "figure4_final", full=out.table)
+    )
+
+
+def _figure5(results: Results, w: _Writer) -> str:
+    flips = results.table("flips")
+    a = figure5a(flips)
+    shown = format_summary(a.table, ["median_units", "mean_units", "n_examples"], scale=1.0)
+    shown = format_summary(shown, ["flipped_frac"])
+    shown["paper_units"] = ["-" if pd.isna(v) else f"~{v:g}" for v in shown["paper_units"]]
+    b = figure5b(flips)
+    drops = [c.removesuffix("_mean") for c in b.table.columns if c.endswith("_drop_mean")]
+    c = figure5c(flips, _group_order(results))
+    return (
+        _p("(a) Units removed until the prediction flips", "caption")
+        + _claim("figure5a")
+        + w.figure(a.figure, "figure5a", "units to flip, clean vs noisy")
+        + _p("Units over flipped examples; flipped_frac in %:")
+        + w.table(shown, "figure5a")
+        + _p("(b) Accuracy lost by the edited model (base minus edited, percentage points)", "caption")
+        + _claim("figure5b")
+        + w.figure(b.figure, "figure5b", "accuracy lost by the edit")
+        + w.table(format_summary(b.table, drops), "figure5b", full=b.table)
+        + _p("(c) Layer groups of the removed units (% of all removed units)", "caption")
+        + _claim("figure5c")
+        + w.figure(c.figure, "figure5c", "layers of removed units")
+        + w.table(format_summary(c.table, ["fraction"]), "figure5c", full=c.table)
+    )
+
+
+def _group_order(results: Results) -> dict[str, list[str]]:
+    """Forward order of each architecture's layer groups, from a table that has (layer index, name)."""
+    for name in ("gradients", "rewinding", "retraining"):
+        df = results.table(name)
+        if df is not None and len(df) and {"arch", "layer", "layer_name"} <= set(df.columns):
+            pairs = df[["arch", "layer", "layer_name"]].drop_duplicates().sort_values(["arch", "layer"])
+            return {
+                arch: list(dict.fromkeys(p["layer_name"].astype(str))) for arch, p in pairs.groupby("arch")
+            }
+    return {}
+
+
+def _paper_column(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """'clean / noisy / test' of the paper in %, or the note saying why there is none."""
+    out = []
+    for _, row in table.iterrows():
+        values = [row[f"paper_{c}"] for c in columns]
+        out.append(" / ".join(_pct(pd.Series(values))) if pd.notna(values).all() else row["paper_note"])
+    return out
+
+
+def _table1(results: Results, w: _Writer) -> str:
+    out = table1(results.table("dropout"))
+    if out.table.empty:
+        return _claim("table1") + _p("No example-tied (variant 'tied') runs in the dropout table.", "missing")
+    shown = format_summary(out.table, ["clean_acc", "noisy_acc", "test_acc"])
+    shown["paper (clean / noisy / test)"] = _paper_column(out.table, ["clean_acc", "noisy_acc", "test_acc"])
+    shown = shown.drop(
+        columns=[c for c in shown.columns if c.startswith(("paper_", "scale_lo", "scale_hi"))] + ["phase"]
+    )
+    return (
+        _claim("table1")
+        + _p("Accuracy in %, mean [95% interval] across seeds; the paper beside it.")
+        + w.figure(out.figure, "table1", "Table 1 bars")
+        + w.table(shown, "table1", full=out.table)
+    )
+
+
+def _table3(results: Results, w: _Writer) -> str:
+    out = table3(results.table("dropout"))
+    if out.table.empty:
+        return _claim("table3") + _p(
+            "No dropout, sparse or example-tied runs in the dropout table.", "missing"
+        )
+    shown = format_summary(out.table, ["clean_acc", "noisy_acc", "test_acc"])
+    shown["paper (clean / noisy)"] = _paper_column(out.table, ["clean_acc", "noisy_acc"])
+    shown = shown.drop(columns=[c for c in shown.columns if c.startswith("paper_")])
+    return (
+        _claim("table3")
+        + _p("Training accuracy (%) after dropping (baselines: their usual test mode).")
+        + w.figure(out.figure, "table3", "Table 3 bars")
+        + w.table(shown, "table3", full=out.table)
+    )
+
+
+def _figure7(results: Results, w: _Writer, data_dir: str) -> str:
+    df = results.table("dropout_examples")
+    counts = forgotten_clean(df)
+    out, notes = figure7(df, data_dir=data_dir)
+    parts = [
+        _claim("figure7"),
+        _p("Clean examples correct under their own mask but wrong under drop, per run:"),
+        w.table(counts, "figure7_counts"),
+    ]
+    parts += [_p(n, "missing") for n in notes]
+    parts.append(w.figure(out.figure, "figure7", "forgotten clean examples"))
+    if len(out.table):
+        parts += [
+            _p("Forgotten clean examples, most often forgotten first:"),
+            w.table(out.table, "figure7_examples"),
+        ]
+    return "".join(parts)
+
+
+def _detection(results: Results, w: _Writer) -> str:
+    tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples")}
+    absent = [n for n, df in tables.items() if df is None or df.empty]
+    if len(absent) == len(tables):
+        return _p(
+            "Tables 'examples', 'flips' and 'dropout_examples' are all missing or empty: no signal to score.",
+            "missing",
+        )
+    out = detection(tables["examples"], tables["flips"], tables["dropout_examples"])
+    per_run = detection_per_run(tables["examples"], tables["flips"], tables["dropout_examples"])
+    shown = format_summary(out.table, ["auroc", "precision_at_rate", "chance"], scale=1.0, digits=3)
+    parts = [
+        _p(
+            "Beyond the paper: how well each signal ranks the mislabeled examples first. AUROC (0.5 = "
+            "chance) and precision among the top round(rate x n) examples, rate = share of noisy examples "
+            "among those scored (the noise rate; about 1/2 for the flip subset). Signals: "
+            + "; ".join(SIGNALS.values())
+            + ".",
+            "caption",
+        )
+    ]
+    parts += [_p(f"Table '{n}' missing or empty: its signal is absent.", "missing") for n in absent]
+    parts += [
+        w.figure(out.figure, "detection", "mislabel detection"),
+        w.table(shown, "detection", full=out.table),
+        _p("Per run:"),
+        w.table(per_run, "detection_per_run"),
+    ]
+    return "".join(parts)
+
+
+SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("overview", "Overview", ()),
+    ("curves", "Training curves", ("epochs",)),
+    ("figure1", "Figure 1: gradient norm contribution, clean vs noisy", ("gradients",)),
+    ("figure2", "Figure 2: clean/noisy gradient cosine, layer x epoch", ("gradients",)),
+    ("figure3", "Figure 3: layer rewinding", ("rewinding",)),
+    ("figure4", "Figure 4: layer retraining on clean examples", ("retraining",)),
+    ("figure5", "Figure 5: neuron flipping", ("flips",)),
+    ("table1", "Table 1: example-tied dropout, before and after dropping", ("dropout",)),
+    ("table3", "Table 3: example-tied dropout vs standard dropout and sparse network", ("dropout",)),
+    ("figure7", "Figure 7: clean examples forgotten under drop", ("dropout_examples",)),
+    ("detection", "Beyond the paper: finding the mislabeled examples", ()),
+]
+
+
+def write_report(results: str | Path, out: str | Path | None = None, data_dir: str = "data") -> Path:
+    """Write the report for `results` into `out` (default <results>/report) and return index.html's path.
+
+    `data_dir` is where Figure 7 looks for the dataset files to draw its images.
+    """
+    res = Results(Path(results))
+    out = Path(out) if out is not None else Path(results) / "report"
+    for sub in ("figures", "tables"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    writer = _Writer(out)
+    builders: dict[str, Callable[[Results, _Writer], str]] = {
+        "overview": _overview,
+        "curves": _curves,
+        "figure1": _figure1,
+        "figure2": _figure2,
+        "figure3": _figure3,
+        "figure4": _figure4,
+        "figure5": _figure5,
+        "table1": _table1,
+        "table3": _table3,
+        "figure7": lambda r, w: _figure7(r, w, data_dir),
+        "detection": _detection,
+    }
+    body = []
+    for key, title, needs in SECTIONS:
+        missing = _missing(res, needs)
+        if missing:
+            content = _claim(key) + _p(missing, "missing")
+        else:
+            try:
+                content = builders[key](res, writer)
+            except Exception:  # noqa: BLE001 - one broken section must not cost the rest of the report
+                error = traceback.format_exc(limit=4)
+                print(f"analyses.report: section {key} failed:\n{error}", file=sys.stderr)
+                content = _claim(key) + _p(f"This section could not be built:\n{error}", "error")
+        body.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>')
+    nav = "".join(f'<li><a href="#{k}">{html.escape(t)}</a></li>' for k, t, _ in SECTIONS)
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Memorization localization: sweep report</title>" + STYLE + "</head><body>"
+        "<h1>Can neural network memorization be localized? Sweep report</h1>"
+        "<p>Reproducing Maini et al. 2023. Numbers are means across seeds with 95% t-intervals; the paper's "
+        "numbers stand beside ours where dataset, architecture and noise rate match.</p>"
+        f"<nav><ul>{nav}</ul></nav>" + "".join(body) + IMAGE_CHECK + "</body></html>\n"
+    )
+    index = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, index)
+    return index
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: write the report and print the path of its index.html."""
+    parser = argparse.ArgumentParser(prog="python -m analyses.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results", help="results folder of a sweep (default: results)")
+    parser.add_argument("--out", default=None, help="report folder (default: <results>/report)")
+    parser.add_argument("--data-dir", default="data", help="dataset files, for Figure 7's images")
+    args = parser.parse_args(argv)
+    if not Path(args.results).is_dir():
+        print(
+            f"error: results folder {args.results!r} does not exist; pass --results DIR of a sweep",
+            file=sys.stderr,
+        )
+        return 2
+    print(write_report(args.results, args.out, args.data_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Aggregation across seeds: mean and a 95% t-interval, always with the number of seeds behind it.
+
+Every run is one sample. Values are first averaged within a run (so a run with many rows per key counts
+once), then summarised across the runs of one configuration. A single run gives a mean and no interval,
+and the tables say so rather than showing a zero-width interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sstats
+
+GROUP_COLUMNS = ("dataset", "arch", "variant", "noise", "width")
+CONFIDENCE = 0.95
+
+
+def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values; low/high are NaN when n < 2 (no interval from one seed)."""
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(v.mean())
+    if n == 1:
+        return mean, math.nan, math.nan, 1
+    half = float(sstats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def group_columns(df: pd.DataFrame) -> list[str]:
+    """The configuration columns present in `df`, in canonical order (a notebook frame may lack some)."""
+    return [c for c in GROUP_COLUMNS if c in df.columns]
+
+
+def across_seeds(
+    df: pd.DataFrame,
+    values: Sequence[str],
+    keys: Sequence[str] = (),
+    group: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """Summarise `values` over runs for each configuration and key.
+
+    Returns one row per (configuration columns, keys) with `<v>_mean`, `<v>_lo`, `<v>_hi` per value and
+    `n_seeds` (number of runs). The interval is a two-sided t-interval on the per-run values.
+    """
+    cols = list(group) if group is not None else group_columns(df)
+    cols = cols + [k for k in keys if k not in cols]
+    values = list(values)
+    if "run_id" not in df.columns:
+        raise ValueError("across_seeds needs a run_id column to count seeds")
+    if df.empty:
+        out = {c: [] for c in cols}
+        for v in values:
+            out.update({f"{v}_mean": [], f"{v}_lo": [], f"{v}_hi": []})
+        out["n_seeds"] = []
+        return pd.DataFrame(out)
+    numeric = df[cols + ["run_id"]].copy()
+    for v in values:
+        numeric[v] = pd.to_numeric(df[v], errors="coerce").astype(float)
+    per_run = numeric.groupby(cols + ["run_id"], dropna=False, sort=True)[values].mean().reset_index()
+    grouped = per_run.groupby(cols, dropna=False, sort=True)
+    mean = grouped[values].mean()
+    std = grouped[values].std(ddof=1)
+    count = grouped[values].count()
+    out = pd.DataFrame(index=mean.index)
+    for v in values:
+        n = count[v].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tq = np.where(n >= 2, sstats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
+            half = tq * std[v].to_numpy(dtype=float) / np.sqrt(n)
+        out[f"{v}_mean"] = mean[v].to_numpy()
+        out[f"{v}_lo"] = mean[v].to_numpy() - half
+        out[f"{v}_hi"] = mean[v].to_numpy() + half
+    out["n_seeds"] = grouped["run_id"].nunique().to_numpy()
+    return out.reset_index()
+
+
+def fmt_interval(mean: float, lo: float, hi: float, n: int, scale: float = 100.0, digits: int = 1) -> str:
+    """'mean [lo, hi]' for tables; with one seed 'mean (n=1, no interval)'; '-' when there is no value."""
+    if mean is None or not np.isfinite(mean):
+        return "-"
+    m = f"{mean * scale:.{digits}f}"
+    if n is None or n < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{m} (n={n}, no interval)"
+    return f"{m} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+
+
+def format_summary(
+    df: pd.DataFrame, values: Sequence[str], scale: float = 100.0, digits: int = 1
+) -> pd.DataFrame:
+    """Collapse each value's mean/lo/hi triple into one readable string column, keeping other columns.
+
+    Used for the HTML tables; notebooks keep the numeric columns.
+    """
+    out = df.copy()
+    n = out["n_seeds"] if "n_seeds" in out else pd.Series(1, index=out.index)
+    for v in values:
+        text = [
+            fmt_interval(m, lo, hi, k, scale, digits)
+            for m, lo, hi, k in zip(out[f"{v}_mean"], out[f"{v}_lo"], out[f"{v}_hi"], n, strict=False)
+        ]
+        at = out.columns.get_loc(f"{v}_mean")
+        out = out.drop(columns=[f"{v}_mean", f"{v}_lo", f"{v}_hi"])
+        out.insert(at, v, text)
+    return out

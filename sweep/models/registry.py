@@ -1,0 +1,70 @@
+"""Architecture registry: each architecture is one builder function registered under its name.
+
+The registry lives in its own module (not in the package `__init__`) so that the architecture modules can
+import `register` without a circular import, and so that adding an architecture is one decorated function in
+one file plus one import line in `sweep/models/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import nn
+
+from sweep.errors import UserError
+
+DropoutFactory = Callable[[int, int], nn.Module]
+"""(block_index, channels) -> module called as `module(h, ids)` right after that block (example-tied)."""
+
+Builder = Callable[[tuple[int, int, int], int, float, DropoutFactory | None], nn.Module]
+"""(in_shape, num_classes, width, dropout) -> model with `groups` and `head` attributes."""
+
+MODELS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder under `name`; a duplicate name is a programming error, so it fails loudly."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in MODELS:
+            raise ValueError(f"architecture {name!r} registered twice")
+        MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def build_model(
+    arch: str,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    width: float = 1.0,
+    dropout: DropoutFactory | None = None,
+) -> nn.Module:
+    """Build a fresh, randomly initialised model (call `torch.manual_seed` first for reproducibility).
+
+    Inputs are checked here, once, so every builder can assume sane values and every entry point gets the same
+    one-line UserError for a bad architecture name, shape, class count or width.
+    """
+    if arch not in MODELS:
+        raise UserError(f"unknown architecture {arch!r}; accepted: {', '.join(sorted(MODELS))}")
+    shape = tuple(int(v) for v in in_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"input shape must be (channels, height, width), all positive; got {tuple(in_shape)}")
+    if num_classes < 2:
+        raise UserError(f"num_classes must be at least 2, got {num_classes}")
+    if not (math.isfinite(width) and width > 0):
+        raise UserError(f"width must be a positive finite multiplier, got {width}")
+    return MODELS[arch](shape, int(num_classes), float(width), dropout)  # type: ignore[arg-type]
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count under a width multiplier: rounded, and never below one so narrow models still run."""
+    return max(1, round(channels * width))
+
+
+def refuse_dropout(arch: str, dropout: DropoutFactory | None) -> None:
+    """Architectures without dropout placement refuse a factory rather than silently training without it."""
+    if dropout is not None:
+        raise UserError(f"architecture {arch!r} takes no dropout variant; archs with dropout: mlp, resnet9")

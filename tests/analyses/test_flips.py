@@ -1,0 +1,138 @@
+"""Neuron flipping (Figure 5 a/b/c) on hand-made examples."""
+
+import math
+
+import pytest
+
+from analyses import paper
+from analyses.flips import figure5a, figure5b, figure5c, unit_groups
+from tests.analyses.builders import frame
+
+
+def units(*groups):
+    return [{"group": g, "layer": f"{g}.0", "index": i} for i, g in enumerate(groups)]
+
+
+def flip_rows(**config):
+    rows = []
+    for seed in (0, 1):
+        rows += [
+            {
+                "seed": seed,
+                "example_id": 1,
+                "is_noisy": True,
+                "n_units": 2,
+                "flipped": True,
+                "units": units("conv2", "conv1"),
+                "clean_acc": 0.88,
+                "clean_acc_base": 0.9,
+                "noisy_acc": 0.8,
+                "noisy_acc_base": 0.8,
+                "test_acc": 0.7,
+                "test_acc_base": 0.7,
+            },
+            {
+                "seed": seed,
+                "example_id": 2,
+                "is_noisy": True,
+                "n_units": 4,
+                "flipped": True,
+                "units": units("conv1", "conv1", "conv1", "conv1"),
+                "clean_acc": 0.9,
+                "clean_acc_base": 0.9,
+                "noisy_acc": 0.8,
+                "noisy_acc_base": 0.8,
+                "test_acc": 0.7,
+                "test_acc_base": 0.7,
+            },
+            {
+                "seed": seed,
+                "example_id": 3,
+                "is_noisy": False,
+                "n_units": 10,
+                "flipped": True,
+                "units": units(*["conv2"] * 10),
+                "clean_acc": 0.7,
+                "clean_acc_base": 0.9,
+                "noisy_acc": 0.8,
+                "noisy_acc_base": 0.8,
+                "test_acc": 0.6,
+                "test_acc_base": 0.7,
+            },
+            {
+                "seed": seed,
+                "example_id": 4,
+                "is_noisy": False,
+                "n_units": 1000,
+                "flipped": False,
+                "units": units("linear"),
+                "clean_acc": 0.1,
+                "clean_acc_base": 0.9,
+                "noisy_acc": 0.1,
+                "noisy_acc_base": 0.8,
+                "test_acc": 0.1,
+                "test_acc_base": 0.7,
+            },
+        ]
+    return frame(rows, **config)
+
+
+def test_figure5a_units_flip_rate_and_paper_number():
+    out = figure5a(flip_rows())
+    t = out.table.set_index("kind")
+    assert t.loc["noisy", "median_units_mean"] == pytest.approx(3.0)
+    assert t.loc["clean", "median_units_mean"] == pytest.approx(10.0)  # the capped example is not counted
+    assert t.loc["clean", "flipped_frac_mean"] == pytest.approx(0.5)
+    assert t.loc["noisy", "n_seeds"] == 2
+    assert t.loc["noisy", "paper_units"] == 5.0
+    assert out.figure is not None
+
+
+def test_figure5a_other_setting_has_no_paper_number():
+    t = figure5a(flip_rows(dataset="digits", arch="mlp")).table
+    assert t["paper_units"].isna().all()
+    assert (t["paper_note"] == paper.NO_PAPER).all()
+
+
+def test_figure5b_accuracy_lost_is_base_minus_edited_over_flipped_examples():
+    t = figure5b(flip_rows()).table.set_index("kind")
+    assert t.loc["noisy", "clean_acc_drop_mean"] == pytest.approx(0.01)
+    assert t.loc["clean", "clean_acc_drop_mean"] == pytest.approx(0.2)  # the unflipped 0.8 drop excluded
+    assert t.loc["clean", "test_acc_drop_mean"] == pytest.approx(0.1)
+
+
+def test_figure5c_fraction_of_removed_units_per_group_in_forward_order():
+    out = figure5c(flip_rows(), group_order=["conv1", "conv2", "conv3", "linear"])
+    t = out.table.set_index(["kind", "group"])
+    assert t.loc[("noisy", "conv1"), "fraction_mean"] == pytest.approx(5 / 6)
+    assert t.loc[("noisy", "conv2"), "fraction_mean"] == pytest.approx(1 / 6)
+    assert t.loc[("noisy", "linear"), "fraction_mean"] == 0.0  # zero-filled, not missing
+    assert t.loc[("clean", "linear"), "fraction_mean"] == pytest.approx(1 / 11)
+    assert list(dict.fromkeys(out.table["group"])) == ["conv1", "conv2", "linear"]
+    assert out.figure is not None
+
+
+def test_unit_groups_reads_parquet_cells():
+    assert unit_groups(None) == [] and unit_groups(math.nan) == []
+    assert unit_groups(units("a", "b")) == ["a", "b"]
+
+
+def test_units_survive_a_parquet_round_trip(tmp_path):
+    path = tmp_path / "flips.parquet"
+    flip_rows().to_parquet(path)
+    import pandas as pd
+
+    back = pd.read_parquet(path)
+    assert figure5c(back).table.equals(figure5c(flip_rows()).table)
+
+
+def test_figure5c_keeps_architectures_apart():
+    import pandas as pd
+
+    mlp = flip_rows(dataset="digits", arch="mlp")
+    mlp["units"] = [units("fc2", "fc1") for _ in range(len(mlp))]
+    both = pd.concat([flip_rows(), mlp], ignore_index=True)
+    table = figure5c(both, {"mlp": ["fc1", "fc2", "head"], "resnet9": ["conv1", "conv2", "linear"]}).table
+    assert set(table.loc[table["arch"] == "mlp", "group"]) == {"fc1", "fc2"}
+    assert set(table.loc[table["arch"] == "resnet9", "group"]) == {"conv1", "conv2", "linear"}
+    assert list(table.loc[table["arch"] == "mlp", "group"].drop_duplicates()) == ["fc1", "fc2"]

@@ -1,0 +1,115 @@
+"""The HTML report: every section on a full results folder, clear sentences for missing parts, the CLI."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analyses.report import SECTIONS, main, write_report
+from tests.analyses.builders import run_config, write, write_run
+
+
+def sections(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, flags=re.S))
+
+
+def test_full_report_has_every_section_with_its_figure(report_index):
+    page = report_index.read_text()
+    found = sections(page)
+    assert list(found) == [key for key, _, _ in SECTIONS]
+    for key, body in found.items():
+        assert 'class="error"' not in body, (key, body[:2000])
+        if key != "overview":
+            assert "<img " in body, key
+        if key != "figure7":
+            assert 'class="missing"' not in body, (key, body[:2000])
+    for src in re.findall(r'<img src="([^"]+)"', page):
+        assert (report_index.parent / src).stat().st_size > 1000
+    for link in re.findall(r'href="(tables/[^"]+)"', page):
+        assert (report_index.parent / link).is_file()
+
+
+def test_full_report_puts_paper_beside_matching_settings_only(report_index):
+    found = sections(report_index.read_text())
+    assert "99.9 / 99.3 / 79.3" in found["table1"]  # CIFAR-10 ResNet-9 10%: paper Table 1 before
+    assert "90.8 / 3.1 / 82.7" in found["table1"]
+    assert "no paper number for this setting" in found["table1"]  # digits / MLP
+    assert "100.0 / 99.8" in found["table3"]
+    assert "~5" in found["figure5"] and "no paper number for this setting" in found["figure5"]
+    assert "no interval" in found["curves"] and "n_seeds" in found["curves"]
+
+
+def test_full_report_gallery_says_which_images_are_unavailable(report_index):
+    body = sections(report_index.read_text())["figure7"]
+    assert "images for cifar10 not available here" in body
+    assert "digits / mlp / tied" in body or "digits" in body
+
+
+def test_missing_tables_are_named_and_the_rest_still_works(tmp_path):
+    write_run(tmp_path, run_config("cifar10", "resnet9", "standard", 0.1, 0), {"runs", "epochs"})
+    index = write_report(tmp_path, tmp_path / "out")
+    found = sections(index.read_text())
+    assert list(found) == [key for key, _, _ in SECTIONS]
+    assert "<img " in found["curves"]
+    for key, table in (
+        ("figure1", "gradients"),
+        ("figure3", "rewinding"),
+        ("figure4", "retraining"),
+        ("figure5", "flips"),
+        ("table1", "dropout"),
+        ("figure7", "dropout_examples"),
+    ):
+        assert f"Table &#x27;{table}&#x27; is missing" in found[key], key
+    assert "all missing or empty" in found["detection"]
+
+
+def test_empty_results_folder_still_writes_a_page(tmp_path):
+    index = write_report(tmp_path)
+    assert index == tmp_path / "report" / "index.html"
+    assert "no finished training run" in sections(index.read_text())["overview"]
+
+
+def test_a_section_that_fails_shows_its_error_and_others_survive(tmp_path):
+    write_run(tmp_path, run_config("cifar10", "resnet9", "standard", 0.1, 0), {"runs", "epochs"})
+    write(tmp_path, "dropout", "broken", pd.DataFrame({"run_id": ["x"], "dataset": ["cifar10"]}))
+    found = sections(write_report(tmp_path).read_text())
+    assert 'class="error"' in found["table1"]
+    assert "<img " in found["curves"] and 'class="error"' not in found["curves"]
+
+
+def test_cli_writes_report_and_prints_its_path(results_dir, tmp_path, capsys):
+    small = tmp_path / "results"
+    shutil.copytree(results_dir / "epochs", small / "epochs")
+    assert main(["--results", str(small), "--out", str(tmp_path / "rep")]) == 0
+    printed = Path(capsys.readouterr().out.strip())
+    assert printed == tmp_path / "rep" / "index.html" and printed.is_file()
+
+
+def test_cli_refuses_a_missing_results_folder(tmp_path, capsys):
+    assert main(["--results", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["figures", "tables"])
+def test_report_files_sit_beside_the_page(report_index, name):
+    assert any((report_index.parent / name).iterdir())
+
+
+def test_analyses_never_import_training_code():
+    code = (
+        "import sys, analyses.report, analyses.detection, analyses.paper\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sweep'))\n"
+        "assert not bad, bad\n"
+    )
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root, env=env
+    )
+    assert done.returncode == 0, done.stderr
