@@ -14,15 +14,28 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-
-import ray
-from ray import tune
+from pathlib import Path
 
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
 from sweep.grids import Grid
 from sweep.probes import PROBES, Probe
 from sweep.store import Store
 from sweep.train import checkpoint_dir, execute_run, load_run, pick_device, run_is_complete
+
+
+def _token_auth_when_a_token_exists() -> None:
+    """Ray 2.60: a local `ray.init()` saves a token in ~/.ray/auth_token and a `ray start --head` that finds it
+    requires it, but a driver joining by address sends it only in token mode, which Ray reads at import time.
+    Token mode also works against a cluster without auth, so choose it whenever a token is at hand."""
+    has_token = (Path.home() / ".ray" / "auth_token").exists() or "RAY_AUTH_TOKEN" in os.environ
+    if has_token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+_token_auth_when_a_token_exists()
+
+import ray  # noqa: E402 - after the auth mode is settled
+from ray import tune  # noqa: E402
 
 
 @dataclass(frozen=True)
