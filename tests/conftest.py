@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tests share 2 cores with Ray workers; one thread each avoids thrashing
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Dataset
 
 
-def build_model_for(cfg: RunConfig, data: Dataset | None = None) -> nn.Module:
+def build_model_for(cfg: RunConfig) -> nn.Module:
     """The model a run trains: its architecture, width and dropout variant, shaped for its dataset."""
     from sweep.data import SHAPES
     from sweep.models import build_model

@@ -1,0 +1,93 @@
+"""Layer retraining: nothing outside the group moves, the group does, and clean accuracy recovers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from sweep.config import AnalysisConfig, RunConfig
+from sweep.data import Split
+from sweep.models.groups import group_state_keys
+from sweep.probes import PROBES
+from sweep.probes.retrain import COLUMNS, isolate_group, retrain_group
+from sweep.probes.rewind import group_names
+from sweep.train import train_in_memory
+
+
+def test_isolate_group_freezes_params_and_outside_batchnorm_only():
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 5), nn.BatchNorm1d(5),
+                          nn.Linear(5, 2))
+    keys = [k for k in model.state_dict() if k.startswith(("2.", "3."))]
+    params = isolate_group(model, keys)
+    assert [id(p) for p in params] == [id(p) for p in (*model[2].parameters(), *model[3].parameters())]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"2.weight", "2.bias", "3.weight", "3.bias"}
+    assert model.training and model[3].training and not model[1].training
+    with pytest.raises(ValueError):
+        isolate_group(model, ["1.running_mean"])
+
+
+@pytest.fixture(scope="module")
+def resnet_run(digits):
+    """One epoch on 512 training digits: enough for every group to differ from its initialisation."""
+    small = replace(digits, train=Split(digits.train.x[:512], digits.train.y[:512]),
+                    test=Split(digits.test.x[:128], digits.test.y[:128]))
+    cfg = RunConfig(dataset="digits", arch="resnet9", width=0.25, noise=0.1, epochs=1, batch_size=128)
+    return train_in_memory(cfg, data=small)
+
+
+@pytest.mark.slow
+def test_retraining_changes_the_group_and_nothing_else(resnet_run):
+    run = resnet_run
+    final, initial = run.state(run.final_epoch), run.state(0)
+    analysis = AnalysisConfig(retrain_epochs=1)
+    for group in group_names(run.cfg):
+        model, rows = retrain_group(run, group, analysis)
+        keys = set(group_state_keys(model, group))
+        after = model.state_dict()
+        for key, value in after.items():
+            if key not in keys:
+                assert torch.equal(value, final[key]), (group, key)
+        changed = [k for k in keys if not torch.equal(after[k], initial[k])]
+        assert any(k.endswith("weight") for k in changed), group
+        if any("running_mean" in k for k in keys):
+            assert any("running_mean" in k for k in changed), group
+        assert rows["epoch"].tolist() == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def mlp_run(digits):
+    cfg = RunConfig(dataset="digits", arch="mlp", width=0.25, noise=0.1, epochs=25, batch_size=128)
+    return train_in_memory(cfg, data=digits)
+
+
+@pytest.mark.slow
+def test_retraining_curves_recover_clean_accuracy_for_every_group(mlp_run):
+    from sweep.probes.evaluate import split_accuracies
+
+    run = mlp_run
+    trained = split_accuracies(run.model_at(run.final_epoch), run)
+    assert trained.clean > 0.95 and trained.noisy > 0.9
+    analysis = AnalysisConfig()
+    probe = PROBES["retrain"]
+    assert probe.tables == ("retraining",) and probe.applies(run.cfg)
+    for layer, group in enumerate(probe.shards(run.cfg, analysis)):
+        rows = probe.run(run, group, analysis)["retraining"]
+        assert list(rows.columns) == list(COLUMNS)
+        assert (rows["layer"] == layer).all() and (rows["layer_name"] == group).all()
+        epochs = rows["epoch"].tolist()
+        assert epochs == list(range(len(epochs))) and 2 <= len(epochs) <= analysis.retrain_epochs + 1
+        assert rows.iloc[0]["noisy_acc"] < trained.noisy - 0.1  # the reset removed memorized examples
+        assert rows.iloc[-1]["clean_acc"] >= min(0.9, trained.clean - 0.05), (group, rows)
+        if len(epochs) < analysis.retrain_epochs + 1:  # stopped early: only after `patience` perfect epochs
+            assert (rows["clean_acc"].iloc[-analysis.retrain_patience:] == 1.0).all()
+
+
+def test_retraining_is_deterministic_per_group(mlp_run):
+    analysis = AnalysisConfig(retrain_epochs=2)
+    group = group_names(mlp_run.cfg)[0]
+    first, second = (retrain_group(mlp_run, group, analysis)[1] for _ in range(2))
+    assert first.equals(second)
