@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+# Token auth, as Ray's own local clusters use it, with a token of this test session's own: every `ray start`
+# and every driver gets it through the environment, so nothing depends on what ~/.ray holds on this machine.
+TOKEN = secrets.token_hex(32)
 
 
 def free_port() -> int:
@@ -19,7 +23,8 @@ def free_port() -> int:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1",
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
 def start(cpus_per_node: list[int], temp_dir: str) -> str:
