@@ -72,8 +72,8 @@ def main() -> None:
     print(f"{args.arch} width {width} batch {args.batch} on {device}: plain {p:,.0f} img/s, "
           f"with gradient accounting {a:,.0f} img/s; accounting costs {p / a:.2f}x a plain step (goal <= 1.7x)")
     print("accounting = one extra backward per batch (needed: BatchNorm couples the batch's examples) plus two "
-          "on-device gradient sums; models without BatchNorm (mlp; vit uses LayerNorm, per-example) could take "
-          "the clean part from the same backward with per-example weight gradients, which this code does not do.")
+          "on-device gradient sums. Only vit here has no BatchNorm (its LayerNorm is per-example), so only it could "
+          "take the clean part from the same backward via per-example weight gradients; this code does not.")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ batch size. `L_clean.backward(retain_graph=True)` gives the clean gradient, whic
 running sum; `L_noisy.backward()` then accumulates into the same .grad, leaving the total gradient that the
 optimizer steps with. So one extra backward per batch and no per-batch host copy: G_noisy = G_total - G_clean
 is formed once per epoch. BatchNorm couples the examples of a batch, so with BatchNorm the split needs that
-second backward; models without BatchNorm could split per-example gradients from one backward instead.
+second backward; a model without BatchNorm (our vit) could split per-example gradients from one backward.
 """
 
 from __future__ import annotations
