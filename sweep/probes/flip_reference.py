@@ -1,0 +1,68 @@
+"""The plain neuron-flipping loop: one example at a time, on its own copy of the model, zeroing weights.
+
+Obviously correct and slow; it exists so the tests and `bench/flip.py` can check that the batched engine in
+`sweep.probes.flip` removes exactly the same units in the same order. Nothing here shares the engine's
+mechanics (no hooks, no masks on outputs): a unit is removed by zeroing its filter/row and bias in place, and
+its attribution is sum(w * dJ/dw) over those parameters, read from ordinary parameter gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweep.models.groups import unit_layers
+from sweep.probes.flip import FlipOutcome, check_cap, noisy_logits
+
+
+def _unit_params(module: nn.Module) -> list[torch.Tensor]:
+    return [module.weight] + ([module.bias] if module.bias is not None else [])
+
+
+def flip_one(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torch.Tensor, pop_y: torch.Tensor,
+             cap: int, noise: torch.Tensor | None = None, pop_noise: torch.Tensor | None = None) -> FlipOutcome:
+    """Greedy removal for one target x (shape (1, ...)) with label y (shape (1,)) on a private model copy."""
+    edited = copy.deepcopy(model).eval()
+    for p in edited.parameters():
+        p.requires_grad_(True)
+    modules = [layer.module for layer in unit_layers(edited)]
+    total = sum(layer.n_units for layer in unit_layers(edited))
+    cap = min(check_cap(cap), total)
+    removed: list[int] = []
+    with torch.no_grad():
+        flipped = bool(edited(x).argmax(1).item() != y.item())
+    while not flipped and len(removed) < cap:
+        edited.zero_grad(set_to_none=True)
+        objective = (F.cross_entropy(noisy_logits(edited, pop_x, pop_noise), pop_y)
+                     - F.cross_entropy(noisy_logits(edited, x, noise), y))
+        objective.backward()
+        scores = []
+        for module in modules:
+            score = sum((p * p.grad).flatten(1).sum(1) if p.dim() > 1 else p * p.grad for p in _unit_params(module))
+            scores.append(score)
+        score = torch.cat(scores).detach()
+        score[removed] = -math.inf
+        unit = int(score.argmax())  # first maximum: the lowest global index on ties
+        removed.append(unit)
+        layer_index, offset = 0, unit
+        while offset >= modules[layer_index].weight.shape[0]:
+            offset -= modules[layer_index].weight.shape[0]
+            layer_index += 1
+        with torch.no_grad():
+            for p in _unit_params(modules[layer_index]):
+                p[offset] = 0
+            flipped = bool(edited(x).argmax(1).item() != y.item())
+    return FlipOutcome(removed, flipped)
+
+
+def flip_plain(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torch.Tensor, pop_y: torch.Tensor,
+               cap: int, noise: torch.Tensor | None = None,
+               pop_noise: torch.Tensor | None = None) -> list[FlipOutcome]:
+    """`flip_one` for every target in turn: the same signature and result as `flip.flip_batched`."""
+    return [flip_one(model, x[i:i + 1], y[i:i + 1], pop_x, pop_y, cap,
+                     None if noise is None else noise[i:i + 1], pop_noise)
+            for i in range(len(x))]
