@@ -74,7 +74,14 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "[runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
     check_complete(results)
-    assert (results / "report" / "index.html").exists()
+    from analyses.report import SECTIONS
+    from tests.analyses.test_report import sections
+
+    found = sections((results / "report" / "index.html").read_text())
+    assert list(found) == [key for key, _, _ in SECTIONS]
+    for key, body in found.items():  # real smoke output: every section drawn, none failed or missing
+        assert 'class="error"' not in body and 'class="missing"' not in body, (key, body[:1500])
+        assert key == "overview" or "<img " in body, key
     stamps = {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")}
     again = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
     assert again.returncode == 0, again.stderr[-3000:]
