@@ -1,23 +1,28 @@
 """Neuron flipping (DESIGN.md §4): how few units must be zeroed before an example's prediction flips.
 
-For a target training example k (label = its training label, possibly noisy) and a fixed population sample P
-of the training set, the objective is J = mean_P loss - loss_k. A unit (an output channel of a conv layer or an
-output feature of a hidden linear layer; never the classifier's logits) has attribution
-a_u = sum over its weights and bias of w * dJ/dw = sum over positions of y_u * dJ/dy_u, y_u being the module's
-output for that unit. Greedy: remove the present unit with the largest a_u (the first-order largest decrease
-of J), recompute, and stop once argmax(model(k)) differs from k's label or `cap` units are gone.
+For a target training example k (label = its training label, possibly noisy) and a fixed population sample
+P of the training set, the objective is J = mean_P loss - loss_k. A unit (an output channel of a conv layer
+or an output feature of a hidden linear layer; never the classifier's logits) has the attribution
+a_u = sum over its weights and bias of w * dJ/dw = sum over positions of y_u * dJ/dy_u, y_u being the
+module's output for that unit. Greedy: remove the present unit with the largest a_u (the largest first-order
+decrease of J), recompute, and stop once argmax(model(k)) differs from k's label or `cap` units are gone.
 
-Why the batched engine is exact. Everything runs in eval mode, so BatchNorm uses running statistics and every
-row of a batch is computed independently of the others. Zeroing a unit's filter and bias is the same as
+Why the batched engine is exact. Everything runs in eval mode, so BatchNorm uses its running statistics and
+every row of a batch is computed independently of the others. Zeroing a unit's filter and bias is the same as
 zeroing that module's output channel, so a unit mask can be applied to module OUTPUTS by a forward hook, a
-different mask per row. Then many targets advance together in one forward/backward: each row carries the mask
-of the target it belongs to, the summed loss separates into independent per-row terms (a row's logits depend
-on that row only), and y * dL/dy summed per row and channel gives every target's attribution from one
-backward. The population term must be evaluated under each target's own mask; targets whose removed-unit
-SETS are equal share one population pass (at the first step all targets share the unedited model; later,
-most targets have removed the same few units), so a step costs (distinct masks x B + active targets) rows.
-Ties in the argmax go to the lowest global unit index (layers in forward order, then channel index), here
-and in the plain reference (`sweep.probes.flip_reference`), which zeroes weights one example at a time.
+different mask per row. Many targets then advance together in one forward/backward: each row carries the
+mask of the target it belongs to, the summed loss separates into independent per-row terms (a row's logits
+depend on that row only), and y * dL/dy summed per row and channel gives every target's attribution from one
+backward, with no parameter gradients and no model copies. Ties in the argmax go to the lowest global unit
+index (layers in forward order, then channel index), here and in the plain reference
+(`sweep.probes.flip_reference`), which zeroes weights one example at a time.
+
+Cost. The population term must be evaluated under each target's own mask. Targets whose removed-unit SETS
+are equal share one population pass (at the first step all targets share the unedited model, at the next
+ones many have removed the same units), so a step costs (distinct masks x B + active targets) rows against
+the plain loop's (active targets x (B + 1)). Once the masks of a chunk diverge no exact scheme can share
+more, so the gain over the plain loop is this sharing (2-3x in rows on digits, growing with the chunk) plus
+large passes that keep a GPU busy; see bench/flip.py.
 
 The only host synchronisation per step is one small copy of (chosen units, flip flags): it decides which
 targets stay active and how they group.
@@ -42,13 +47,14 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 from sweep.models.groups import UnitLayer, unit_layers
 from sweep.probes import Probe, RunData, register_probe
+from sweep.probes.evaluate import prepare_model
 
 UNIT_TYPE = pa.struct([("group", pa.string()), ("layer", pa.string()), ("index", pa.int64())])
 UNITS_TYPE = pa.list_(UNIT_TYPE)
 FLIP_COLUMNS = ("example_id", "is_noisy", "n_units", "flipped", "units", "clean_acc", "noisy_acc", "test_acc",
                 "clean_acc_base", "noisy_acc_base", "test_acc_base", "n_eligible_clean", "n_eligible_noisy")
 PARTS = ("clean", "noisy", "test")
-CPU_BUDGET_BYTES = 256 << 20  # activations per pass on the CPU: large enough to amortise, small enough for cache
+CPU_BUDGET_BYTES = 256 << 20  # activations per CPU pass: large enough to amortise, small enough for cache
 MAX_ROWS = 1 << 16
 
 
@@ -106,11 +112,12 @@ def _generator(seed: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(_seed_of(seed, purpose))
 
 
-def input_noise(x: torch.Tensor, ids: torch.Tensor, copies: int, scale: float, seed: int) -> torch.Tensor | None:
+def input_noise(x: torch.Tensor, ids: torch.Tensor, copies: int, scale: float,
+                seed: int) -> torch.Tensor | None:
     """Gaussian offsets (len(x), copies, *x.shape[1:]) with L2 norm `scale * ||x_i||` per copy, or None.
 
-    Drawn per (seed, example id) on the CPU, so an example gets the same noise whether it is a target or in the
-    population, in any batch, in both engines and on any device.
+    Drawn per (seed, example id) on the CPU, so an example gets the same noise whether it is a target or in
+    the population, in any batch, in both engines and on any device.
     """
     if copies == 0:
         return None
@@ -139,14 +146,14 @@ def _prepare_inputs(x: torch.Tensor) -> torch.Tensor:
 # Per-row unit masks on module outputs -----------------------------------------------------------------------
 
 class _UnitHooks:
-    """Forward hooks that multiply each unit layer's output by its rows' keep masks (1 = present, 0 = removed).
+    """Forward hooks that multiply each unit layer's output by its rows' keep masks (1 present, 0 removed).
 
-    Row r uses mask `table[index[r]]`; the gather happens per layer, so a pass never holds a full (rows, units)
-    mask copy.
+    Row r uses mask `table[index[r]]`; the gather happens per layer, so a pass never holds a full
+    (rows, units) mask copy.
 
-    With `capture`, each masked output z gets a tensor hook that stores (z * dJ/dz) summed over every dimension
-    but rows and units: the per-row, per-unit attribution, taken during the one backward. Equal to y * dJ/dy for
-    present units, zero for removed ones.
+    With `capture`, each masked output z gets a tensor hook that stores (z * dJ/dz) summed over every
+    dimension but rows and units: the per-row, per-unit attribution, taken during the one backward. Equal to
+    y * dJ/dy for present units, zero for removed ones.
     """
 
     def __init__(self, space: UnitSpace) -> None:
@@ -207,7 +214,7 @@ class _UnitHooks:
         bad = [layer.name for layer, n in zip(self.space.layers, self.calls, strict=True) if n != 1]
         self.table, self.index, self._saved = None, None, [None] * len(self._saved)
         if bad:
-            raise RuntimeError(f"unit layers {bad} were not called exactly once per forward; masks cannot apply")
+            raise RuntimeError(f"unit layers {bad} did not run exactly once per forward; masks cannot apply")
 
 
 @contextmanager
@@ -288,7 +295,8 @@ def _attribution(model: nn.Module, hooks: _UnitHooks, x: torch.Tensor, y: torch.
     """Sum over each slot's rows of (per-row, per-unit) y * dJ/dy; one backward per pass of `rows` rows."""
     copies = 1 if noise is None else noise.shape[1]
     per_pass = max(1, rows // copies)
-    acc = torch.zeros(n_slots, hooks.space.total, dtype=masks.dtype, device=masks.device)
+    # float64 sums: CUDA's index_add_ adds in no fixed order; at this precision the order cannot decide a tie
+    acc = torch.zeros(n_slots, hooks.space.total, dtype=torch.float64, device=masks.device)
     for s in range(0, len(items.example), per_pass):
         ex = items.example[s:s + per_pass]
         index = items.mask[s:s + per_pass]
@@ -307,7 +315,7 @@ def _attribution(model: nn.Module, hooks: _UnitHooks, x: torch.Tensor, y: torch.
         per_row = torch.cat(hooks.attr, dim=1)
         if noise is not None:
             per_row = per_row.view(len(ex), copies, -1).sum(1)
-        acc.index_add_(0, items.slot[s:s + per_pass], per_row)
+        acc.index_add_(0, items.slot[s:s + per_pass], per_row.double())
     return acc
 
 
@@ -381,7 +389,8 @@ def flip_batched(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torc
 
 
 def edited_accuracies(model: nn.Module, removals: Sequence[Sequence[int]],
-                      parts: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: int | None = None) -> np.ndarray:
+                      parts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                      rows: int | None = None) -> np.ndarray:
     """Accuracy (n_edits, n_parts) of the model with each edit's units zeroed, on each (x, y) part.
 
     Edits with the same unit set are evaluated once; an empty part gives NaN.
@@ -478,17 +487,17 @@ def empty_flips() -> pd.DataFrame:
 
 def flip_shards(cfg: RunConfig, analysis: AnalysisConfig) -> list[str]:
     """Chunk indices "0".."K-1", K = ceil((flip_clean + flip_noisy) / flip_chunk), known before any data."""
-    return [str(i) for i in range(math.ceil((analysis.flip_clean + analysis.flip_noisy) / analysis.flip_chunk))]
+    n_chunks = math.ceil((analysis.flip_clean + analysis.flip_noisy) / analysis.flip_chunk)
+    return [str(i) for i in range(n_chunks)]
 
 
-def run_flip(run: RunData, shard: str, analysis: AnalysisConfig, rows: int | None = None) -> dict[str, pd.DataFrame]:
+def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
+             rows: int | None = None) -> dict[str, pd.DataFrame]:
     """One chunk of a run's flip analysis: recompute the deterministic selection, take chunk `shard`."""
     analysis.validate()
     chunk = int(shard)
     seed = run.cfg.seed
-    model = run.model_at(run.final_epoch)
-    if model.training:
-        model.eval()
+    model = prepare_model(run.model_at(run.final_epoch))  # channels_last on CUDA, as the inputs
     selection = select_targets(model, run, analysis.flip_clean, analysis.flip_noisy, seed)
     lo = chunk * analysis.flip_chunk
     ids = selection.ids[lo:lo + analysis.flip_chunk]

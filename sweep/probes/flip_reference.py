@@ -24,7 +24,8 @@ def _unit_params(module: nn.Module) -> list[torch.Tensor]:
 
 
 def flip_one(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torch.Tensor, pop_y: torch.Tensor,
-             cap: int, noise: torch.Tensor | None = None, pop_noise: torch.Tensor | None = None) -> FlipOutcome:
+             cap: int, noise: torch.Tensor | None = None,
+             pop_noise: torch.Tensor | None = None) -> FlipOutcome:
     """Greedy removal for one target x (shape (1, ...)) with label y (shape (1,)) on a private model copy."""
     edited = copy.deepcopy(model).eval()
     for p in edited.parameters():
@@ -40,10 +41,8 @@ def flip_one(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torch.Te
         objective = (F.cross_entropy(noisy_logits(edited, pop_x, pop_noise), pop_y)
                      - F.cross_entropy(noisy_logits(edited, x, noise), y))
         objective.backward()
-        scores = []
-        for module in modules:
-            score = sum((p * p.grad).flatten(1).sum(1) if p.dim() > 1 else p * p.grad for p in _unit_params(module))
-            scores.append(score)
+        scores = [sum((p * p.grad).flatten(1).sum(1) if p.dim() > 1 else p * p.grad for p in _unit_params(m))
+                  for m in modules]
         score = torch.cat(scores).detach()
         score[removed] = -math.inf
         unit = int(score.argmax())  # first maximum: the lowest global index on ties

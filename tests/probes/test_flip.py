@@ -84,7 +84,8 @@ def test_batched_engine_removes_the_same_units_as_the_plain_loop(which, dtype, r
 def test_pass_size_does_not_change_the_choices(mlp_run):
     """Smaller passes regroup the rows (and split masks across passes) but must not change a single choice."""
     model, x, y, pop_x, pop_y, _, _ = _problem(mlp_run, 6, 6)
-    _assert_same(flip_batched(model, x, y, pop_x, pop_y, 1000), flip_batched(model, x, y, pop_x, pop_y, 1000, rows=97))
+    whole = flip_batched(model, x, y, pop_x, pop_y, 1000)
+    _assert_same(whole, flip_batched(model, x, y, pop_x, pop_y, 1000, rows=97))
 
 
 def test_noise_averaging_matches_the_plain_loop(mlp_run):
@@ -122,7 +123,8 @@ def test_flip_rows_are_complete_and_consistent(mlp_run, mlp_flips):
     assert ((acc >= 0) & (acc <= 1)).all().all()
     assert frame.clean_acc_base.nunique() == 1 and frame.clean_acc_base.iloc[0] > 0.9
     noisy = mlp_run.is_noisy.cpu()
-    eligible = (predict_plain(mlp_run.model_at(mlp_run.final_epoch), mlp_run.data.train.x) == mlp_run.labels).cpu()
+    model = mlp_run.model_at(mlp_run.final_epoch)
+    eligible = (predict_plain(model, mlp_run.data.train.x) == mlp_run.labels).cpu()
     assert (frame.n_eligible_clean == int((eligible & ~noisy).sum())).all()
     assert (frame.n_eligible_noisy == int((eligible & noisy).sum())).all()
     assert (noisy[torch.tensor(frame.example_id.values)].numpy() == frame.is_noisy.values).all()
