@@ -20,9 +20,11 @@ index (layers in forward order, then channel index), here and in the plain refer
 Cost. The population term must be evaluated under each target's own mask. Targets whose removed-unit SETS
 are equal share one population pass (at the first step all targets share the unedited model, at the next
 ones many have removed the same units), so a step costs (distinct masks x B + active targets) rows against
-the plain loop's (active targets x (B + 1)). Once the masks of a chunk diverge no exact scheme can share
-more, so the gain over the plain loop is this sharing (2-3x in rows on digits, growing with the chunk) plus
-large passes that keep a GPU busy; see bench/flip.py.
+the plain loop's (active targets x (B + 1)). No exact engine can share more than equal sets allow: on digits
+(ResNet-9 width 0.25, 1140 targets) the plain loop's 4688 steps start from 1353 distinct sets, a 3.46x bound
+on the saving in population passes even with one cache across every chunk (bench/flip.py prints this bound).
+The engine gets close to it by cutting chunks from the label-sorted selection (`chunk_order`) and adds a
+per-row saving on top: no parameter gradients, channels_last convs, large passes; measured 4.6x overall.
 
 The only host synchronisation per step is one small copy of (chosen units, flip flags): it decides which
 targets stay active and how they group.
@@ -47,7 +49,6 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 from sweep.models.groups import UnitLayer, unit_layers
 from sweep.probes import Probe, RunData, register_probe
-from sweep.probes.evaluate import prepare_model
 
 UNIT_TYPE = pa.struct([("group", pa.string()), ("layer", pa.string()), ("index", pa.int64())])
 UNITS_TYPE = pa.list_(UNIT_TYPE)
@@ -140,7 +141,8 @@ def noisy_logits(model: nn.Module, x: torch.Tensor, noise: torch.Tensor | None) 
 
 
 def _prepare_inputs(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
+    """Images in channels_last, the layout `_masked` gives the conv weights (faster convs on CPU and GPU)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 # Per-row unit masks on module outputs -----------------------------------------------------------------------
@@ -219,12 +221,19 @@ class _UnitHooks:
 
 @contextmanager
 def _masked(model: nn.Module) -> Iterator[_UnitHooks]:
-    """Eval mode, parameters frozen (attribution needs activation gradients only), hooks installed."""
+    """Eval mode, parameters frozen (attribution needs activation gradients only), hooks installed.
+
+    Conv weights are switched to channels_last for the duration (1.2-1.3x faster passes on CPU, measured on
+    ResNet-9 at 8x8 and 28x28) and get their own tensors back on exit, so the caller's model is unchanged.
+    """
     flags = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
+    layouts = [(p, p.data) for p in model.parameters() if p.dim() == 4]
     model.eval()
     for p, _ in grads:
         p.requires_grad_(False)
+    for p, data in layouts:
+        p.data = data.contiguous(memory_format=torch.channels_last)
     hooks = _UnitHooks(UnitSpace.of(model))
     try:
         yield hooks
@@ -234,6 +243,8 @@ def _masked(model: nn.Module) -> Iterator[_UnitHooks]:
             m.training = flag
         for p, flag in grads:
             p.requires_grad_(flag)
+        for p, data in layouts:
+            p.data = data
 
 
 def _row_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -457,6 +468,18 @@ def select_targets(model: nn.Module, run: RunData, n_clean: int, n_noisy: int, s
     return Selection(ids, noisy[ids], counts[0], counts[1])
 
 
+def chunk_order(selection: Selection, labels: torch.Tensor) -> Selection:
+    """The selection sorted by training label (stable), the order in which it is cut into chunks.
+
+    Same-label targets tend to remove the same first units, and targets with equal removed sets share their
+    population passes, so label-sorted chunks share more: on digits (ResNet-9 width 0.25, 1000 targets,
+    chunks of 250) 3.05x fewer rows than the plain loop instead of 2.5x in selection order.
+    """
+    order = torch.sort(labels[selection.ids.to(labels.device)].cpu(), stable=True).indices
+    return Selection(selection.ids[order], selection.is_noisy[order], selection.n_eligible_clean,
+                     selection.n_eligible_noisy)
+
+
 def population_ids(n_train: int, size: int, seed: int) -> torch.Tensor:
     """The run's population sample: `size` distinct training ids (all when fewer), fixed by seed."""
     return torch.randperm(n_train, generator=_generator(seed, "flip-population"))[:size]
@@ -497,8 +520,8 @@ def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
     analysis.validate()
     chunk = int(shard)
     seed = run.cfg.seed
-    model = prepare_model(run.model_at(run.final_epoch))  # channels_last on CUDA, as the inputs
-    selection = select_targets(model, run, analysis.flip_clean, analysis.flip_noisy, seed)
+    model = run.model_at(run.final_epoch)
+    selection = chunk_order(select_targets(model, run, analysis.flip_clean, analysis.flip_noisy, seed), run.labels)
     lo = chunk * analysis.flip_chunk
     ids = selection.ids[lo:lo + analysis.flip_chunk]
     if len(ids) == 0:

@@ -25,6 +25,7 @@ from sweep.probes.flip import (
     FLIP_COLUMNS,
     UNITS_TYPE,
     UnitSpace,
+    chunk_order,
     edited_accuracies,
     empty_flips,
     flip_batched,
@@ -86,6 +87,20 @@ def test_pass_size_does_not_change_the_choices(mlp_run):
     model, x, y, pop_x, pop_y, _, _ = _problem(mlp_run, 6, 6)
     whole = flip_batched(model, x, y, pop_x, pop_y, 1000)
     _assert_same(whole, flip_batched(model, x, y, pop_x, pop_y, 1000, rows=97))
+
+
+def test_engine_leaves_the_model_as_it_found_it(resnet_run):
+    """Flipping switches modes, gradient flags and the conv weights' layout only while it runs."""
+    model, x, y, pop_x, pop_y, _, _ = _problem(resnet_run, 2, 2, dtype=torch.float32, population=64)
+    model.train()
+    tensors = {name: (p, p.data_ptr(), p.stride(), p.requires_grad) for name, p in model.named_parameters()}
+    values = copy.deepcopy(model.state_dict())
+    flip_batched(model, x, y, pop_x, pop_y, cap=3)
+    assert model.training and all(m.training for m in model.modules())
+    for name, p in model.named_parameters():
+        param, pointer, stride, flag = tensors[name]
+        assert p is param and (p.data_ptr(), p.stride(), p.requires_grad) == (pointer, stride, flag)
+    assert all(torch.equal(values[k], v) for k, v in model.state_dict().items())
 
 
 def test_noise_averaging_matches_the_plain_loop(mlp_run):
@@ -151,6 +166,20 @@ def test_selection_picks_distinct_eligible_examples_by_seed(mlp_run):
     assert not torch.equal(select_targets(model, mlp_run, 30, 5, seed=1).ids[:30], sel.ids[:30])
 
 
+def test_chunks_follow_label_order(mlp_run):
+    """Chunks are cut from the selection sorted by label (same-label targets share population passes)."""
+    sel = select_targets(mlp_run.model_at(mlp_run.final_epoch), mlp_run, 200, 50, seed=0)
+    ordered = chunk_order(sel, mlp_run.labels)
+    labels = mlp_run.labels.cpu()[ordered.ids]
+    assert (labels.diff() >= 0).all() and labels[0] < labels[-1]
+    assert sorted(ordered.ids.tolist()) == sorted(sel.ids.tolist())
+    assert torch.equal(ordered.is_noisy, mlp_run.is_noisy.cpu()[ordered.ids])
+    assert (ordered.n_eligible_clean, ordered.n_eligible_noisy) == (sel.n_eligible_clean, sel.n_eligible_noisy)
+    # stable: within a label, the selection's order (clean ones first) is kept
+    first = (labels == labels[0]).sum()
+    assert ordered.ids[:first].tolist() == [i for i in sel.ids.tolist() if mlp_run.labels[i] == labels[0]]
+
+
 def test_edited_accuracy_equals_a_weight_zeroed_copy(mlp_run):
     model = mlp_run.model_at(mlp_run.final_epoch)
     x, y = mlp_run.data.train.x[:300], mlp_run.labels[:300]
@@ -178,8 +207,11 @@ def test_shards_cover_the_selection_and_extra_chunks_are_empty(mlp_run, tmp_path
     assert len(flip_shards(mlp_run.cfg, AnalysisConfig())) == 8
     analysis = AnalysisConfig(flip_clean=2, flip_noisy=1, flip_chunk=2, flip_eval_size=20)
     assert flip_shards(mlp_run.cfg, analysis) == ["0", "1"]
-    second = run_flip(mlp_run, "1", analysis)["flips"]
-    assert len(second) == 1 and second.is_noisy.all()
+    chunks = [run_flip(mlp_run, shard, analysis)["flips"] for shard in ("0", "1")]
+    assert [len(c) for c in chunks] == [2, 1]
+    both = pd.concat(chunks)
+    sel = select_targets(mlp_run.model_at(mlp_run.final_epoch), mlp_run, 2, 1, seed=0)
+    assert sorted(both.example_id) == sorted(sel.ids.tolist()) and both.is_noisy.sum() == 1
     past = run_flip(mlp_run, "7", analysis)["flips"]
     assert len(past) == 0 and list(past.columns) == list(FLIP_COLUMNS)
     # Written the way the engine writes, an empty chunk keeps the units type and the table reads as one.
