@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep.config import RunConfig  # noqa: E402
+from sweep.config import AnalysisConfig, RunConfig  # noqa: E402
 from sweep.data import Dataset, Split  # noqa: E402
 from sweep.probes.evaluate import prepare_model  # noqa: E402
 from sweep.probes.flip import (  # noqa: E402
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-size", type=int, default=10_000, help="training examples (synthetic shapes)")
     parser.add_argument("--population", type=int, default=512)
     parser.add_argument("--cap", type=int, default=1000)
-    parser.add_argument("--chunk", type=int, default=250, help="targets per batched call (flip_chunk)")
+    parser.add_argument("--chunk", type=int, default=AnalysisConfig.flip_chunk,
+                        help="targets per batched call (the probe's flip_chunk)")
     parser.add_argument("--plain-examples", type=int, default=None,
                         help="examples for the plain loop (default: all on digits, 10 otherwise)")
     parser.add_argument("--seed", type=int, default=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,8 +29,12 @@ def env() -> dict[str, str]:
             "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
-def start(cpus_per_node: list[int], temp_dir: str) -> str:
-    """Start a head (first entry) and worker nodes; returns the address to pass to `--address`."""
+def start(cpus_per_node: list[int], temp_dir: str, worker_resource: str | None = None) -> str:
+    """Start a head (first entry) and worker nodes; returns the address to pass to `--address`.
+
+    `worker_resource` names a custom resource given to every worker node: it appears on their raylets'
+    command lines, which is how `kill_nodes` finds them.
+    """
     port = free_port()
     common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", str(cpus_per_node[0]),
@@ -36,9 +42,28 @@ def start(cpus_per_node: list[int], temp_dir: str) -> str:
                    check=True, env=env(), capture_output=True, timeout=120)
     address = f"127.0.0.1:{port}"
     for cpus in cpus_per_node[1:]:
-        subprocess.run([RAY, "start", "--address", address, "--num-cpus", str(cpus), *common],
+        extra = ["--resources", json.dumps({worker_resource: 1})] if worker_resource else []
+        subprocess.run([RAY, "start", "--address", address, "--num-cpus", str(cpus), *extra, *common],
                        check=True, env=env(), capture_output=True, timeout=120)
     return address
+
+
+def kill_nodes(worker_resource: str) -> list[int]:
+    """SIGKILL the raylet of every node started with `worker_resource`, as a machine failure would end it.
+
+    The node's workers and agents share its fate. Returns the killed process ids (empty: nothing matched).
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if "raylet/raylet" in args and worker_resource in args:
+            pids.append(int(entry.name))
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def stop(temp_dir: str) -> None:

@@ -204,7 +204,7 @@ def test_edited_accuracy_equals_a_weight_zeroed_copy(mlp_run):
 
 def test_shards_cover_the_selection_and_extra_chunks_are_empty(mlp_run, tmp_path, mlp_flips):
     assert flip_shards(mlp_run.cfg, AnalysisConfig(flip_clean=5, flip_noisy=3, flip_chunk=4)) == ["0", "1"]
-    assert len(flip_shards(mlp_run.cfg, AnalysisConfig())) == 8
+    assert len(flip_shards(mlp_run.cfg, AnalysisConfig())) == 4
     analysis = AnalysisConfig(flip_clean=2, flip_noisy=1, flip_chunk=2, flip_eval_size=20)
     assert flip_shards(mlp_run.cfg, analysis) == ["0", "1"]
     chunks = [run_flip(mlp_run, shard, analysis)["flips"] for shard in ("0", "1")]
