@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
+from sweep.errors import UserError
 from sweep.grids import Grid
 from sweep.probes import PROBES, Probe
 from sweep.store import Store
@@ -77,6 +78,36 @@ def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig
 
 def task_done(store: Store, task: Task) -> bool:
     return all(store.has_table_file(t, task.file_name) for t in PROBES[task.probe].tables)
+
+
+def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]:
+    """Probe files of this grid's runs that no task of this grid owns: made under other analysis settings.
+
+    pandas reads every file of a table, so such a file would sit beside the new ones: a chunk of flips whose
+    targets differ from what its name now means, or rows counted twice. Names of settings-dependent shards
+    carry a digest of those settings (flip chunks do), which is what makes leftovers visible here.
+    """
+    listing = {table: set(store.list(table)) for p in probes.values() for table in p.tables}
+    stale = []
+    for cfg in grid.runs:
+        for name, probe in probes.items():
+            if not probe.applies(cfg):
+                continue
+            prefix = f"{cfg.run_id}-{name}-"
+            owned = {f"{Task(cfg, name, shard).file_name}.parquet" for shard in probe.shards(cfg, grid.analysis)}
+            for table in probe.tables:
+                stale += [f"{table}/{f}" for f in sorted(listing[table]) if f.startswith(prefix) and f not in owned]
+    return stale
+
+
+def check_results_match(grid: Grid, opts: Options) -> None:
+    """Refuse (UserError, before any work) to add to results that hold probe files from other settings."""
+    store = Store(opts.results)
+    stale = stale_files(store, grid, selected_probes(opts.only))
+    if stale:
+        raise UserError(f"{len(stale)} result file(s) under {store.uri} were made with other analysis settings "
+                        f"than grid {grid.name!r} uses (first: {stale[0]}); delete them to recompute with these "
+                        "settings, rerun with the settings that made them, or use another --results")
 
 
 # Work that runs on cluster nodes ---------------------------------------------------------------------------
@@ -203,6 +234,7 @@ def init_ray(opts: Options) -> None:
 
 def run_grid(grid: Grid, opts: Options, print_fn: Callable[[str], None] = print) -> Summary:
     """Run every training and probe of `grid` that is not finished yet; returns what was done and what failed."""
+    check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)
     done_runs = [cfg for cfg in grid.runs if run_is_complete(store, cfg)]

@@ -143,3 +143,22 @@ def test_dry_run_lists_runs_tasks_and_storage(tmp_path):
     assert sum("[to train]" in line for line in lines) == 18
     assert "GiB" in lines[-1] and "probe tasks" in lines[-1]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_results_from_other_flip_settings_are_refused(tmp_path, dry_run):
+    """A flip chunk written under other settings (here: the old unsigned name) is not taken for a finished one:
+    the sweep stops before any work with one clear line, and writes nothing."""
+    from sweep.grids import load_grid
+    from sweep.probes.flip import empty_flips
+
+    results = tmp_path / "results"
+    run = next(c for c in load_grid("smoke").runs if c.variant == "standard")
+    (results / "flips").mkdir(parents=True)
+    empty_flips().to_parquet(results / "flips" / f"{run.run_id}-flip-0.parquet")
+    before = sorted(p.relative_to(results) for p in results.rglob("*"))
+    proc = sweep("--grid", "smoke", "--results", str(results), "--no-report", *(["--dry-run"] if dry_run else []))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "other analysis settings" in lines[0] and f"{run.run_id}-flip-0" in lines[0]
+    assert sorted(p.relative_to(results) for p in results.rglob("*")) == before

@@ -508,17 +508,36 @@ def empty_flips() -> pd.DataFrame:
     return frame
 
 
+# Everything that decides which targets a chunk holds and what its rows say. A chunk's file name carries its
+# digest, so results made under other settings (or the older selection-order chunking) are never mistaken for
+# a finished chunk: the engine refuses to mix them (see sweep.engine.stale_files).
+CHUNK_SETTINGS = ("flip_clean", "flip_noisy", "flip_chunk", "flip_cap", "flip_population", "flip_noise_copies",
+                  "flip_noise_scale", "flip_eval_size")
+CHUNK_LAYOUT = "label-sorted"
+
+
+def flip_signature(analysis: AnalysisConfig) -> str:
+    settings = {name: getattr(analysis, name) for name in CHUNK_SETTINGS}
+    blob = f"{CHUNK_LAYOUT}:{sorted(settings.items())!r}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
 def flip_shards(cfg: RunConfig, analysis: AnalysisConfig) -> list[str]:
-    """Chunk indices "0".."K-1", K = ceil((flip_clean + flip_noisy) / flip_chunk), known before any data."""
+    """Chunks "0-<sig>".."K-1-<sig>", K = ceil((flip_clean + flip_noisy) / flip_chunk), known before any data;
+    <sig> is `flip_signature(analysis)`."""
     n_chunks = math.ceil((analysis.flip_clean + analysis.flip_noisy) / analysis.flip_chunk)
-    return [str(i) for i in range(n_chunks)]
+    signature = flip_signature(analysis)
+    return [f"{i}-{signature}" for i in range(n_chunks)]
 
 
 def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
              rows: int | None = None) -> dict[str, pd.DataFrame]:
     """One chunk of a run's flip analysis: recompute the deterministic selection, take chunk `shard`."""
     analysis.validate()
-    chunk = int(shard)
+    index, _, signature = shard.partition("-")
+    if signature != flip_signature(analysis):
+        raise ValueError(f"flip shard {shard!r} was made for other flip settings than these")
+    chunk = int(index)
     seed = run.cfg.seed
     model = run.model_at(run.final_epoch)
     selection = chunk_order(select_targets(model, run, analysis.flip_clean, analysis.flip_noisy, seed), run.labels)

@@ -30,6 +30,7 @@ from sweep.probes.flip import (
     empty_flips,
     flip_batched,
     flip_shards,
+    flip_signature,
     input_noise,
     population_ids,
     predict_plain,
@@ -56,7 +57,11 @@ def resnet_run(digits):
 def mlp_flips(mlp_run):
     """The probe on 60 clean + 60 noisy examples of the MLP run, in one chunk."""
     analysis = AnalysisConfig(flip_clean=60, flip_noisy=60, flip_chunk=120, flip_eval_size=200)
-    return run_flip(mlp_run, "0", analysis)["flips"]
+    return run_flip(mlp_run, _shard(analysis, 0), analysis)["flips"]
+
+
+def _shard(analysis: AnalysisConfig, index: int) -> str:
+    return f"{index}-{flip_signature(analysis)}"
 
 
 def _problem(run, n_clean: int, n_noisy: int, dtype: torch.dtype = torch.float64, population: int = 512):
@@ -147,7 +152,7 @@ def test_flip_rows_are_complete_and_consistent(mlp_run, mlp_flips):
 
 def test_cap_stops_the_search_and_records_no_flip(mlp_run):
     analysis = AnalysisConfig(flip_clean=10, flip_noisy=10, flip_cap=1, flip_chunk=20, flip_eval_size=50)
-    frame = run_flip(mlp_run, "0", analysis)["flips"]
+    frame = run_flip(mlp_run, _shard(analysis, 0), analysis)["flips"]
     assert (frame.n_units == 1).all()
     assert (~frame.flipped).any()
     assert (frame.units.map(len) == 1).all()
@@ -203,16 +208,26 @@ def test_edited_accuracy_equals_a_weight_zeroed_copy(mlp_run):
 
 
 def test_shards_cover_the_selection_and_extra_chunks_are_empty(mlp_run, tmp_path, mlp_flips):
-    assert flip_shards(mlp_run.cfg, AnalysisConfig(flip_clean=5, flip_noisy=3, flip_chunk=4)) == ["0", "1"]
+    small = AnalysisConfig(flip_clean=5, flip_noisy=3, flip_chunk=4)
+    assert flip_shards(mlp_run.cfg, small) == [_shard(small, 0), _shard(small, 1)]
     assert len(flip_shards(mlp_run.cfg, AnalysisConfig())) == 4
     analysis = AnalysisConfig(flip_clean=2, flip_noisy=1, flip_chunk=2, flip_eval_size=20)
-    assert flip_shards(mlp_run.cfg, analysis) == ["0", "1"]
-    chunks = [run_flip(mlp_run, shard, analysis)["flips"] for shard in ("0", "1")]
+    shards = flip_shards(mlp_run.cfg, analysis)
+    assert shards == [_shard(analysis, 0), _shard(analysis, 1)]
+    # Any setting that changes what a chunk holds or computes changes its name, so old files never pass for new.
+    names = {flip_signature(AnalysisConfig(**{k: v})) for k, v in [
+        ("flip_clean", 2), ("flip_noisy", 2), ("flip_chunk", 3), ("flip_cap", 5), ("flip_population", 9),
+        ("flip_noise_copies", 1), ("flip_noise_scale", 0.5), ("flip_eval_size", None)]}
+    assert len(names | {flip_signature(AnalysisConfig())}) == 9
+    assert flip_signature(AnalysisConfig(rewind_epochs=(0,))) == flip_signature(AnalysisConfig())
+    with pytest.raises(ValueError, match="other flip settings"):
+        run_flip(mlp_run, _shard(small, 0), analysis)
+    chunks = [run_flip(mlp_run, shard, analysis)["flips"] for shard in shards]
     assert [len(c) for c in chunks] == [2, 1]
     both = pd.concat(chunks)
     sel = select_targets(mlp_run.model_at(mlp_run.final_epoch), mlp_run, 2, 1, seed=0)
     assert sorted(both.example_id) == sorted(sel.ids.tolist()) and both.is_noisy.sum() == 1
-    past = run_flip(mlp_run, "7", analysis)["flips"]
+    past = run_flip(mlp_run, _shard(analysis, 7), analysis)["flips"]
     assert len(past) == 0 and list(past.columns) == list(FLIP_COLUMNS)
     # Written the way the engine writes, an empty chunk keeps the units type and the table reads as one.
     for name, frame in (("a", mlp_flips), ("b", past), ("c", empty_flips())):
@@ -226,7 +241,7 @@ def test_bad_parameters_are_refused(mlp_run):
         with pytest.raises(UserError):
             AnalysisConfig(**bad).validate()
         with pytest.raises(UserError):
-            run_flip(mlp_run, "0", AnalysisConfig(**bad))
+            run_flip(mlp_run, _shard(AnalysisConfig(**bad), 0), AnalysisConfig(**bad))
     model, x, y, pop_x, pop_y, _, _ = _problem(mlp_run, 1, 1, dtype=torch.float32)
     with pytest.raises(UserError):
         flip_batched(model, x, y, pop_x, pop_y, cap=0)
