@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         from sweep.data import load_dataset
-        from sweep.engine import Options, check_results_match, describe, run_grid
+        from sweep.engine import Options, describe, run_grid
         from sweep.grids import load_grid
         from sweep.probes import PROBES
 
@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                        max_concurrent=args.max_concurrent, only=only)
-        check_results_match(grid, opts)
         if args.dry_run:
             print("\n".join(describe(grid, opts)))
             return 0
@@ -73,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
-    summary = run_grid(grid, opts, print_fn=lambda line: print(line, flush=True))
+    try:
+        summary = run_grid(grid, opts, print_fn=lambda line: print(line, flush=True))
+    except UserError as exc:  # raised before any work (results made under other settings)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"trained {summary.trained} of {summary.runs} runs now; ran {summary.tasks_run} analysis tasks "
           f"({summary.tasks_skipped} already done)")
     for failure in summary.failures:

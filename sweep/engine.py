@@ -300,6 +300,7 @@ def describe(grid: Grid, opts: Options) -> list[str]:
     """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs."""
     from sweep.probes import build_model_for
 
+    check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)
     lines, total_bytes, n_tasks = [], 0, 0
