@@ -3,14 +3,17 @@
     python run_sweep.py                      # the `demo` grid on the embedded digits data (a laptop CPU)
     python run_sweep.py --grid full --address auto --gpus-per-trial 0.25 --results s3://bucket/memloc
 Re-running the same command finishes an interrupted sweep: finished runs and analyses are skipped.
+Exit status: 0 when every run and analysis of the grid is done, 1 when something failed (each failure is listed),
+2 for bad input (nothing is started), 130 / 143 when stopped by SIGINT (Ctrl-C) / SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
-from sweep.errors import UserError
+from sweep.errors import Interrupted, UserError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,53 +44,77 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Until the sweep installs its own handlers, a stop signal ends the command at once with the same exit code.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop)
     args = parse_args(argv)
     try:
-        from sweep.data import load_dataset
-        from sweep.engine import Options, describe, run_grid
-        from sweep.grids import load_grid
-        from sweep.probes import PROBES
-
-        grid = load_grid(args.grid)
-        only = None
-        if args.only:
-            only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-            unknown = sorted(set(only) - set(PROBES))
-            if unknown or not only:
-                raise UserError(f"unknown analysis {', '.join(unknown) or '(empty)'} in --only; "
-                                f"accepted: {', '.join(PROBES)}")
-        if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_concurrent < 0:
-            raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0 and --max-concurrent >= 0")
-        opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
-                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                       max_concurrent=args.max_concurrent, only=only)
-        if args.dry_run:
-            print("\n".join(describe(grid, opts)))
-            return 0
-        for dataset in sorted({cfg.dataset for cfg in grid.runs}):
-            load_dataset(dataset, args.data_dir, args.download)  # missing files fail here, before any work
+        return _sweep(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"interrupted by {stop} before the sweep started; rerun the same command to start it",
+              file=sys.stderr)
+        return stop.exit_code
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Validate everything (UserError: exit 2, nothing started), then run the grid and report what is done."""
+    from sweep.data import load_dataset
+    from sweep.engine import Options, describe, run_grid, shutdown_ray
+    from sweep.grids import load_grid
+    from sweep.probes import PROBES
+    from sweep.progress import ProgressView
+
+    grid = load_grid(args.grid)
+    only = None
+    if args.only:
+        only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+        unknown = sorted(set(only) - set(PROBES))
+        if unknown or not only:
+            raise UserError(f"unknown analysis {', '.join(unknown) or '(empty)'} in --only; "
+                            f"accepted: {', '.join(PROBES)}")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_concurrent < 0:
+        raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0 and --max-concurrent >= 0")
+    # Paths are resolved here, against the directory the command runs in, before anything reaches Ray.
+    opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
+                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                   max_concurrent=args.max_concurrent, only=only).resolved()
+    if args.dry_run:
+        print("\n".join(describe(grid, opts)))
+        return 0
+    for dataset in sorted({cfg.dataset for cfg in grid.runs}):
+        load_dataset(dataset, opts.data_dir, args.download)  # missing files fail here, before any work
 
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
     try:
-        summary = run_grid(grid, opts, print_fn=lambda line: print(line, flush=True))
-    except UserError as exc:  # raised before any work (results made under other settings)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"trained {summary.trained} of {summary.runs} runs now; ran {summary.tasks_run} analysis tasks "
-          f"({summary.tasks_skipped} already done)")
-    for failure in summary.failures:
-        print(f"FAILED {failure}", file=sys.stderr)
+        summary = run_grid(grid, opts, ProgressView())
+    finally:
+        shutdown_ray()
+    if summary.interrupted is not None:
+        name = signal.Signals(summary.interrupted).name
+        print(f"interrupted by {name}: {summary.tally}; rerun the same command to resume", file=sys.stderr)
+        return 128 + summary.interrupted
+    print(f"{summary.tally} (this call trained {summary.trained} runs and ran {summary.tasks_run} analysis tasks)")
+    if summary.failures or not summary.tally.complete:
+        for failure in summary.failures:
+            print(f"FAILED {failure}", file=sys.stderr)
+        print(f"error: the sweep is not complete ({summary.tally}); rerun the same command to retry what failed",
+              file=sys.stderr)
+        return 1
     if not args.no_report and "://" not in opts.results:
         from analyses.report import write_report
 
-        page = write_report(opts.results, data_dir=args.data_dir)
+        page = write_report(opts.results, data_dir=opts.data_dir)
         print(f"report: {page}")
     print(f"results: {opts.results}  (read with: import pandas as pd; pd.read_parquet('{opts.results}/epochs'))")
-    return 1 if summary.failures else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -447,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="report folder (default: <results>/report)")
     parser.add_argument("--data-dir", default="data", help="dataset files, for Figure 7's images")
     args = parser.parse_args(argv)
+    # Resolved once, against the folder the command runs in, so every path the report prints is usable as is.
+    args.results, args.data_dir = os.path.abspath(args.results), os.path.abspath(args.data_dir)
+    args.out = os.path.abspath(args.out) if args.out else None
     if not Path(args.results).is_dir():
         print(
             f"error: results folder {args.results!r} does not exist; pass --results DIR of a sweep",

@@ -2,41 +2,45 @@
 
 Flow: expand the grid; skip runs whose `runs` row exists; train the rest as Tune trials (one per run, resumed
 from the run's own saved state, never from Tune's experiment state); the moment a run completes (or at start,
-for runs finished earlier) submit one Ray task per (probe, shard) whose output files are missing. A task's
+for runs finished earlier) queue one Ray task per (probe, shard) whose output files are missing. A task's
 files are named by (run, probe, shard), written whole by that task alone, so re-running is idempotent.
+
+The driver polls its tasks from Tune's own event loop (a callback runs after every step, about ten times a
+second), so analyses are counted as they finish while trainings go on, and queued tasks are released only
+into CPUs that the trainings do not need. SIGINT and SIGTERM stop trials and tasks, and the caller reports
+what the results folder holds; nothing finished is lost, since every file is written whole by its owner.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+
+import ray
+from ray import tune
 
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
-from sweep.errors import UserError
+from sweep.errors import Interrupted, UserError
 from sweep.grids import Grid
+from sweep.models.for_run import build_model_for
 from sweep.probes import PROBES, Probe
-from sweep.store import Store
-from sweep.train import checkpoint_dir, execute_run, load_run, pick_device, run_is_complete
+from sweep.progress import Progress, ProgressView
+from sweep.store import Store, resolve_location
+from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
-
-def _token_auth_when_a_token_exists() -> None:
-    """Ray 2.60: a local `ray.init()` saves a token in ~/.ray/auth_token and a `ray start --head` that finds it
-    requires it, but a driver joining by address sends it only in token mode, which Ray reads at import time.
-    Token mode also works against a cluster without auth, so choose it whenever a token is at hand."""
-    has_token = (Path.home() / ".ray" / "auth_token").exists() or "RAY_AUTH_TOKEN" in os.environ
-    if has_token and "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-
-_token_auth_when_a_token_exists()
-
-import ray  # noqa: E402 - after the auth mode is settled
-from ray import tune  # noqa: E402
+# Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
+# retry on their own; anything else (a bug, a damaged file, bad data) fails the same way again, so it is
+# reported once with its run id instead.
+TRANSIENT = (OSError,)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class Options:
     only: tuple[str, ...] | None = None
     max_failures: int = 2
 
+    def resolved(self) -> Options:
+        """Local paths made absolute against the driver's working directory, URIs unchanged: trials and tasks
+        run in other processes and other working directories, so only the driver may resolve them."""
+        return replace(self, results=resolve_location(self.results), data_dir=resolve_location(self.data_dir))
+
 
 @dataclass(frozen=True)
 class Task:
@@ -66,6 +75,10 @@ class Task:
     def file_name(self) -> str:
         return f"{self.cfg.run_id}-{self.probe}-{self.shard}"
 
+    @property
+    def label(self) -> str:
+        return f"{self.probe} {self.shard} of {self.cfg.run_id}"
+
 
 def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
     return {name: p for name, p in PROBES.items() if only is None or name in only}
@@ -78,6 +91,30 @@ def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig
 
 def task_done(store: Store, task: Task) -> bool:
     return all(store.has_table_file(t, task.file_name) for t in PROBES[task.probe].tables)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the results folder holds for a grid: the only source of 'done' the driver reports."""
+
+    runs_done: int
+    runs_total: int
+    tasks_done: int
+    tasks_total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.runs_done == self.runs_total and self.tasks_done == self.tasks_total
+
+    def __str__(self) -> str:
+        return (f"{self.runs_done} of {self.runs_total} runs and {self.tasks_done} of {self.tasks_total} "
+                "analysis tasks finished")
+
+
+def tally(store: Store, grid: Grid, probes: dict[str, Probe]) -> Tally:
+    runs_done = sum(run_is_complete(store, cfg) for cfg in grid.runs)
+    tasks = [t for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis)]
+    return Tally(runs_done, len(grid.runs), sum(task_done(store, t) for t in tasks), len(tasks))
 
 
 def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]:
@@ -110,6 +147,13 @@ def check_results_match(grid: Grid, opts: Options) -> None:
                         "settings, rerun with the settings that made them, or use another --results")
 
 
+def first_line(exc: BaseException) -> str:
+    """An error as one line: its type and the first line of its message (Ray's wrapper unwrapped)."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
 # Work that runs on cluster nodes ---------------------------------------------------------------------------
 
 def _device(gpus: float) -> str:
@@ -117,27 +161,36 @@ def _device(gpus: float) -> str:
 
 
 def _train_trial(config: dict) -> None:
-    """Tune trainable: train one run to completion, reporting (and pointing to the checkpoint of) every epoch."""
+    """Tune trainable: train one run to completion, reporting every epoch.
+
+    It resumes from the run's own state.pt, so a trial that Tune restarts (a lost node) needs no Tune checkpoint.
+    An error that another try cannot mend is reported as the trial's last result instead of raised, so Tune
+    does not retry it; its traceback goes to the worker's log.
+    """
     cfg, opts = RunConfig(**config["run"]), Options(**config["options"])
     store = Store(opts.results)
     node = ray.get_runtime_context().get_node_id()[:12]
 
     def report(row: dict[str, float]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            with open(os.path.join(tmp, "pointer.txt"), "w") as f:
-                f.write(f"{store.path(checkpoint_dir(cfg))}/state.pt epoch={row['epoch']}\n")
-            tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc")},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
+        tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc")})
 
-    execute_run(cfg, store, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
-                on_epoch=report, node=node)
+    try:
+        execute_run(cfg, store, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
+                    on_epoch=report, node=node)
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
+        traceback.print_exc()
+        tune.report({"error": first_line(exc)})
 
 
-@ray.remote(max_retries=2, retry_exceptions=True)
-def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: dict, options: dict) -> int:
-    """Run one probe shard on a finished run and write its tables; returns the number of rows written."""
+@ray.remote(max_retries=2, retry_exceptions=list(TRANSIENT))
+def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: dict,
+                options: dict) -> tuple[int, float]:
+    """Run one probe shard on a finished run and write its tables; returns (rows written, seconds)."""
     from sweep.probes import PROBES as registry  # the worker imports the registry with every probe module
 
+    start = time.monotonic()
     cfg, opts = RunConfig(**cfg_fields), Options(**options)
     analysis = AnalysisConfig(**analysis_fields)
     store = Store(opts.results)
@@ -148,158 +201,283 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
     for table in registry[probe_name].tables:
         frame = frames[table]
         store.write_table(table, task.file_name, frame.assign(**columns)[[*columns, *frame.columns]])
-    return sum(len(f) for f in frames.values())
+    return sum(len(f) for f in frames.values()), time.monotonic() - start
 
 
 # The driver -----------------------------------------------------------------------------------------------
 
 @dataclass
-class Progress:
-    """Counts for the live view; prints at most once a second (a line per update when not on a terminal)."""
+class Summary:
+    """What one call did, and what the results folder holds after it (`tally`, counted from the files)."""
 
-    runs_total: int
-    epochs_total: int
-    print_fn: Callable[[str], None] = print
-    runs_done: int = 0
-    tasks_total: int = 0
-    tasks_done: int = 0
-    tasks_failed: int = 0
-    epochs_done: int = 0
-    current: dict[str, str] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    _last: float = 0.0
-    _last_counts: tuple = ()
-
-    def show(self, force: bool = False) -> None:
-        """Print when the counts change (at most once a second) or every 30 s while nothing moves."""
-        now = time.monotonic()
-        counts = (self.runs_done, self.tasks_done, self.tasks_failed, self.tasks_total, tuple(self.current.items()))
-        quiet = now - self._last < (1.0 if counts != self._last_counts else 30.0)
-        if quiet and not force:
-            return
-        self._last, self._last_counts = now, counts
-        elapsed = now - self.started
-        units_total = self.epochs_total + self.tasks_total
-        units_done = self.epochs_done + self.tasks_done + self.tasks_failed
-        left = elapsed / units_done * (units_total - units_done) if units_done else float("nan")
-        training = ", ".join(f"{k} {v}" for k, v in list(self.current.items())[:3])
-        self.print_fn(f"[runs {self.runs_done}/{self.runs_total} | tasks {self.tasks_done}/{self.tasks_total}"
-                      + (f" ({self.tasks_failed} failed)" if self.tasks_failed else "")
-                      + f" | {elapsed:5.0f}s elapsed, ~{left:.0f}s left]"
-                      + (f" training: {training}" if training else ""))
-
-
-class _ProbeLauncher(tune.Callback):
-    """Tune callback: records progress and submits a run's probe tasks the moment its trial completes."""
-
-    def __init__(self, submit: Callable[[RunConfig], None], progress: Progress) -> None:
-        self.submit, self.progress = submit, progress
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
-        cfg = RunConfig(**trial.config["run"])
-        self.progress.epochs_done += 1
-        self.progress.current[cfg.run_id] = f"epoch {result['epoch']}/{cfg.epochs}"
-        self.progress.show()
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        cfg = RunConfig(**trial.config["run"])
-        self.progress.current.pop(cfg.run_id, None)
-        self.progress.runs_done += 1
-        self.submit(cfg)
-        self.progress.show(force=True)
+    tally: Tally
+    trained: int
+    tasks_run: int
+    failures: list[str]
+    interrupted: int | None = None
 
 
 @dataclass
-class Summary:
-    runs: int
-    trained: int
-    tasks_run: int
-    tasks_skipped: int
-    failures: list[str]
+class _Driver:
+    """Driver-side state of one sweep: the task queue and its CPU cap, failures, progress and signals."""
+
+    grid: Grid
+    opts: Options
+    store: Store
+    probes: dict[str, Probe]
+    progress: Progress
+    view: ProgressView
+    cpus: float
+    trainings_left: int
+    queue: deque[Task] = field(default_factory=deque)
+    in_flight: dict[ray.ObjectRef, Task] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    failed_runs: set[str] = field(default_factory=set)
+    trained: int = 0
+    tasks_run: int = 0
+    signum: int | None = None
+    last_result: dict[str, float] = field(default_factory=dict)
+
+    def queue_tasks(self, cfg: RunConfig) -> None:
+        """Queue the run's probe tasks whose files are missing."""
+        self.queue.extend(t for t in tasks_for(cfg, self.probes, self.grid.analysis) if not task_done(self.store, t))
+
+    def fail(self, what: str) -> None:
+        self.failures.append(what)
+        self.view.print(f"FAILED {what}")
+
+    def task_cap(self) -> float:
+        """CPUs analysis tasks may hold at once: what the remaining trainings leave free, at least one task."""
+        slots = self.trainings_left if not self.opts.max_concurrent else min(self.trainings_left,
+                                                                             self.opts.max_concurrent)
+        return self.cpus - self.opts.cpus_per_trial * slots
+
+    def pump(self, trials_waiting: int | None = None) -> None:
+        """Collect finished tasks, release queued ones under the cap, redraw; raise Interrupted when signalled."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+        if self.in_flight:
+            ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
+            for ref in ready:
+                task = self.in_flight.pop(ref)
+                try:
+                    _, seconds = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a failed task is reported, the rest go on
+                    self.progress.task_finished(task.probe, None, ok=False)
+                    self.fail(f"{task.label}: {first_line(exc)}")
+                else:
+                    self.tasks_run += 1
+                    self.progress.task_finished(task.probe, seconds, ok=True)
+        held = sum(PROBES[t.probe].num_cpus for t in self.in_flight.values())
+        while self.queue:
+            need = PROBES[self.queue[0].probe].num_cpus
+            if self.in_flight and held + need > self.task_cap():
+                break
+            task = self.queue.popleft()
+            ref = _probe_task.options(num_cpus=need, num_gpus=self.opts.gpus_per_trial).remote(
+                asdict(task.cfg), task.probe, task.shard, asdict(self.grid.analysis), asdict(self.opts))
+            self.in_flight[ref] = task
+            held += need
+        self.progress.tasks_queued = len(self.queue)
+        if trials_waiting is not None:
+            self.progress.trainings_waiting = trials_waiting
+        self.view.show(self.progress)
+
+    def cancel(self) -> None:
+        for ref in self.in_flight:
+            ray.cancel(ref, force=True)
+        self.in_flight.clear()
+        self.queue.clear()
+
+
+class _TuneHooks(tune.Callback):
+    """Tune callback: epoch results into the progress, a finished run's probes into the queue, and the
+    driver's polling after every step of Tune's event loop."""
+
+    def __init__(self, driver: _Driver) -> None:
+        self.driver = driver
+        self.last_seen: dict[str, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        cfg = RunConfig(**trial.config["run"])
+        if "error" in result:
+            self.driver.failed_runs.add(cfg.run_id)
+            self.driver.fail(f"training {cfg.run_id}: {result['error']}")
+            return
+        now = time.monotonic()
+        previous = self.last_seen.get(cfg.run_id)
+        self.last_seen[cfg.run_id] = now
+        self.driver.progress.epoch_finished(cfg.run_id, cfg.arch, int(result["epoch"]), cfg.epochs,
+                                            float(result["noisy_acc"]), None if previous is None else now - previous)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        cfg = RunConfig(**trial.config["run"])
+        self._finished(cfg)
+        ok = cfg.run_id not in self.driver.failed_runs and run_is_complete(self.driver.store, cfg)
+        self.driver.progress.run_finished(cfg.run_id, ok)
+        if ok:
+            self.driver.trained += 1
+            self.driver.queue_tasks(cfg)
+        elif cfg.run_id not in self.driver.failed_runs:
+            self.driver.fail(f"training {cfg.run_id}: the trial ended without writing its runs row")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        cfg = RunConfig(**trial.config["run"])
+        self._finished(cfg)
+        self.driver.progress.run_finished(cfg.run_id, ok=False)
+        error = trial.get_pickled_error() or trial.get_error()
+        self.driver.fail(f"training {cfg.run_id}: {first_line(error) if error else 'the trial failed'}")
+
+    def _finished(self, cfg: RunConfig) -> None:
+        self.driver.trainings_left -= 1
+        self.last_seen.pop(cfg.run_id, None)
+
+    def on_step_end(self, iteration, trials, **info) -> None:  # noqa: ANN001
+        self.driver.pump(trials_waiting=sum(t.status == "PENDING" for t in trials))
+
+
+@contextmanager
+def _stop_signals(driver: _Driver) -> Iterator[None]:
+    """SIGINT and SIGTERM mark the driver as interrupted; its next poll stops the sweep. A second signal stops at
+    once. Tune's own SIGINT handler (which would end the sweep as if it had finished) is turned off."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if driver.signum is not None:
+            raise Interrupted(signum)
+        driver.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a HOST:PORT address (Ray itself retries for long)."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' and the like: Ray resolves them, and says so itself when no cluster is found
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+                        "`ray start --head`, or leave out --address to run on a private local cluster") from exc
 
 
 def init_ray(opts: Options) -> None:
-    """Join the given cluster, or start a private local one bound to 127.0.0.1 with no dashboard."""
+    """Join the given cluster, or start a private local one that listens on 127.0.0.1 only, with no dashboard.
+
+    Loopback: Ray binds its servers to the node's IP address, and turns a requested 127.0.0.1 into the machine's
+    outward address unless multi-node clusters are switched off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read by
+    Ray at import; set here for the processes ray.init starts and in Ray's loaded constants for this one).
+    Token authentication stays on (Ray's default for a new local cluster). Joining a cluster by address sends
+    a token when one is at hand; Ray decides that from RAY_AUTH_MODE and its cached config, so both are set
+    here, at connect time, whatever was imported before.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # One small checkpoint per epoch is the design; Tune's warning about frequent snapshots is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if opts.address:
-        ray.init(address=opts.address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 configure_logging=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        if opts.address:
+            _check_reachable(opts.address)
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available,
+            )
+
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+            ray.init(address=opts.address, log_to_driver=False, configure_logging=False)
+        else:
+            from ray._private import ray_constants
+
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            ray_constants.ENABLE_RAY_CLUSTER = False
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                     configure_logging=False)
+    except (ConnectionError, TimeoutError) as exc:
+        raise UserError(f"cannot connect to Ray at {opts.address or 'a new local cluster'}: {first_line(exc)}") from exc
 
 
-def run_grid(grid: Grid, opts: Options, print_fn: Callable[[str], None] = print) -> Summary:
-    """Run every training and probe of `grid` that is not finished yet; returns what was done and what failed."""
+def shutdown_ray() -> None:
+    """Disconnect; a private local cluster stops with its driver."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Summary:
+    """Run every training and probe of `grid` that is not finished yet; returns what was done and what failed.
+
+    On SIGINT or SIGTERM it stops trials and tasks and returns with `interrupted` set to the signal.
+    """
+    opts = opts.resolved()
     check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)
-    done_runs = [cfg for cfg in grid.runs if run_is_complete(store, cfg)]
+    view = view or ProgressView()
     pending = [cfg for cfg in grid.runs if not run_is_complete(store, cfg)]
-    progress = Progress(runs_total=len(grid.runs), epochs_total=sum(c.epochs for c in pending), print_fn=print_fn)
-    progress.runs_done = len(done_runs)
-    init_ray(opts)
-    options = asdict(opts)
-    refs: dict[ray.ObjectRef, Task] = {}
-    skipped = 0
-    resources = {"num_cpus": 1, "num_gpus": opts.gpus_per_trial}
-
-    def submit(cfg: RunConfig) -> None:
-        nonlocal skipped
+    start = tally(store, grid, probes)
+    progress = Progress(runs_total=start.runs_total, tasks_total=start.tasks_total, runs_done=start.runs_done,
+                        tasks_done=start.tasks_done)
+    for cfg in pending:
+        progress.epochs_left[cfg.arch] = progress.epochs_left.get(cfg.arch, 0) + cfg.epochs
+    for cfg in grid.runs:
         for task in tasks_for(cfg, probes, grid.analysis):
-            if task_done(store, task):
-                skipped += 1
-                continue
-            probe = PROBES[task.probe]
-            ref = _probe_task.options(**{**resources, "num_cpus": probe.num_cpus}).remote(
-                asdict(cfg), task.probe, task.shard, asdict(grid.analysis), options)
-            refs[ref] = task
-            progress.tasks_total += 1
+            if not task_done(store, task):
+                progress.tasks_left[task.probe] = progress.tasks_left.get(task.probe, 0) + 1
+    init_ray(opts)
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
+    driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
+    for cfg in grid.runs:
+        if cfg not in pending:
+            driver.queue_tasks(cfg)
+    with _stop_signals(driver):
+        try:
+            driver.pump()
+            if pending:
+                _fit(pending, opts, store, grid, driver)
+            while driver.in_flight or driver.queue:
+                driver.pump()
+                time.sleep(0.1)
+        except Interrupted as stop:
+            driver.signum = stop.signum
+            driver.cancel()
+    view.show(progress, force=True)
+    view.close()
+    return Summary(tally=tally(store, grid, probes), trained=driver.trained, tasks_run=driver.tasks_run,
+                   failures=driver.failures, interrupted=driver.signum)
 
-    for cfg in done_runs:
-        submit(cfg)
-    failures: list[str] = []
-    if pending:
-        trainable = tune.with_resources(_train_trial, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": options},
-            tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False),
-            run_config=tune.RunConfig(
-                name=f"sweep-{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=f"{store.uri}/_tune", verbose=0,
-                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[_ProbeLauncher(submit, progress)]),
-        )
-        results = tuner.fit()
-        for result in results:
-            if result.error is not None:
-                failures.append(f"training {RunConfig(**result.config['run']).run_id}: {result.error}")
-    while refs:
-        ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
-        for ref in ready:
-            task = refs.pop(ref)
-            try:
-                ray.get(ref)
-                progress.tasks_done += 1
-            except Exception as exc:  # noqa: BLE001 - a failed task is reported, the rest go on
-                progress.tasks_failed += 1
-                failures.append(f"{task.probe} {task.shard} of {task.cfg.run_id}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[-1] if str(exc) else ''}")
-        progress.show()
-    progress.show(force=True)
-    return Summary(runs=len(grid.runs), trained=len(pending) - sum(f.startswith("training") for f in failures),
-                   tasks_run=progress.tasks_done, tasks_skipped=skipped, failures=failures)
+
+def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driver: _Driver) -> None:
+    """Train the pending runs as Tune trials, in one experiment per grid and results folder (a rerun continues
+    the same experiment folder), each trial's folder named by its run id."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner, no trial tables
+    trainable = tune.with_resources(_train_trial, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+    run_id = lambda trial: RunConfig(**trial.config["run"]).run_id  # noqa: E731
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": asdict(opts)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
+                                    trial_name_creator=run_id, trial_dirname_creator=run_id),
+        run_config=tune.RunConfig(
+            name=f"sweep-{grid.name}", storage_path=f"{store.uri}/_tune", verbose=0,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            callbacks=[_TuneHooks(driver)]),
+    )
+    tuner.fit()
 
 
 def describe(grid: Grid, opts: Options) -> list[str]:
     """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs."""
-    from sweep.probes import build_model_for
-
+    opts = opts.resolved()
     check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)

@@ -1,5 +1,23 @@
-"""The one error type for bad user input, so every entry point can turn it into one line and exit code 2."""
+"""The exceptions every entry point turns into one line and an exit code: bad input (2) and a stop signal
+(128 + the signal's number: 130 for SIGINT, 143 for SIGTERM)."""
+
+from __future__ import annotations
+
+import signal
 
 
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and what is accepted, in one line."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the driver. The sweep raises it from its own polling loop, never from inside
+    Ray's code, so trials and tasks are stopped in order."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

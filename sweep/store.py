@@ -24,6 +24,19 @@ TABLES = ("runs", "examples", "epochs", "gradients", "rewinding", "retraining", 
           "dropout_examples")
 
 
+def resolve_location(location: str) -> str:
+    """A local path made absolute against this process's working directory; a URI (s3://, gs://, file://)
+    unchanged.
+
+    Call it where the user typed the path (the driver, a CLI), before the path travels anywhere else: Ray runs
+    trials and tasks in other processes with other working directories (a Tune trial runs inside its own trial
+    folder), where a relative path would name another place.
+    """
+    if "://" in location:
+        return location
+    return os.path.abspath(os.path.expanduser(location))
+
+
 class Store:
     """One results root. Paths given to methods are relative ('epochs/<run_id>.parquet')."""
 
@@ -32,7 +45,7 @@ class Store:
             self.fs, self.base = pafs.FileSystem.from_uri(root)
             self.uri = root.rstrip("/")
         else:
-            self.fs, self.base = pafs.LocalFileSystem(), os.path.abspath(root)
+            self.fs, self.base = pafs.LocalFileSystem(), resolve_location(root)
             self.uri = self.base
         self.base = self.base.rstrip("/")
 

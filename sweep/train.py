@@ -31,21 +31,12 @@ import torch.nn.functional as F
 from sweep.config import RunConfig
 from sweep.data import Dataset, load_dataset
 from sweep.errors import UserError
+from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
-from sweep.probes import RunData, build_model_for
-from sweep.store import Store
-
-MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4
-
-
-def lr_at(step: int, total_steps: int, peak: float) -> float:
-    """Piecewise-linear one-cycle: 0 -> peak at 1/5 of the run -> 0 at its end (epoch 10 of 50 in the paper).
-
-    Evaluated at the middle of the step so neither the first nor the last step is wasted at lr 0.
-    """
-    t = step + 0.5
-    return float(np.interp(t, [0.0, total_steps / 5, total_steps], [0.0, peak, 0.0]))
+from sweep.probes import RunData
+from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
+from sweep.store import Store, resolve_location
 
 
 @dataclass
@@ -332,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed, noise_seed=args.seed if args.noise_seed is None else args.noise_seed,
                         epochs=args.epochs, batch_size=batch, lr=args.lr, width=args.width).validate()
         device = pick_device(args.device)
+        args.data_dir = resolve_location(args.data_dir)
         load_dataset(cfg.dataset, args.data_dir, args.download)  # fail on missing files before writing
-        store = Store(args.results)
+        store = Store(resolve_location(args.results))
         print(f"run {cfg.run_id} on {device}")
 
         def progress(row: dict[str, float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -25,8 +27,11 @@ def free_port() -> int:
 
 
 def env() -> dict[str, str]:
+    """The environment of every `ray start` and driver here. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps the
+    nodes on 127.0.0.1 (otherwise Ray swaps a requested 127.0.0.1 for the machine's outward address and listens
+    on every interface), as the engine does for its private cluster."""
     return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1",
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def start(cpus_per_node: list[int], temp_dir: str, worker_resource: str | None = None) -> str:
@@ -48,24 +53,72 @@ def start(cpus_per_node: list[int], temp_dir: str, worker_resource: str | None =
     return address
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process visible now."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # it ended meanwhile
+            continue
+        table[int(entry.name)] = (ppid, args)
+    return table
+
+
+def tree(roots: set[int], table: dict[int, tuple[int, str]] | None = None) -> set[int]:
+    """The given processes and all their descendants."""
+    table = table if table is not None else _processes()
+    found, frontier = set(roots), set(roots)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
 def kill_nodes(worker_resource: str) -> list[int]:
     """SIGKILL the raylet of every node started with `worker_resource`, as a machine failure would end it.
 
     The node's workers and agents share its fate. Returns the killed process ids (empty: nothing matched).
     """
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # not a process, or it ended meanwhile
-            continue
-        if "raylet/raylet" in args and worker_resource in args:
-            pids.append(int(entry.name))
+    pids = [pid for pid, (_, args) in _processes().items() if "raylet/raylet" in args and worker_resource in args]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return pids
 
 
+def cluster_pids(temp_dir: str) -> set[int]:
+    """Every process of the cluster started with `temp_dir`: its Ray processes name that folder on their command
+    lines (GCS, raylets, monitors, dashboard), and workers and agents are their children."""
+    table = _processes()
+    ours, pid = set(), os.getpid()
+    while pid in table and pid not in ours:  # this process and its ancestors may name the folder too
+        ours.add(pid)
+        pid = table[pid][0]
+    return tree({pid for pid, (_, args) in table.items() if temp_dir in args} - ours, table) - ours
+
+
 def stop(temp_dir: str) -> None:
-    subprocess.run([RAY, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+    """Stop this cluster's processes only (SIGTERM, then SIGKILL after 10 s), never every Ray on the machine as
+    `ray stop --force` would, a user's running sweep included."""
+    pids = cluster_pids(temp_dir)
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (pids := {p for p in pids if _alive(p)}):
+            time.sleep(0.1)
+        if not pids:
+            break
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie of an exited child counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -72,7 +72,8 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results))
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "[runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
+    assert "runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
+    assert "4 of 4 runs and 30 of 30 analysis tasks finished" in proc.stdout
     check_complete(results)
     from analyses.report import SECTIONS
     from tests.analyses.test_report import sections
@@ -85,7 +86,7 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")}
     again = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "trained 0 of 4 runs now; ran 0 analysis tasks" in again.stdout
+    assert "(this call trained 0 runs and ran 0 analysis tasks)" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")} == stamps
     print(f"smoke grid took {elapsed:.0f}s")
 
@@ -162,3 +163,36 @@ def test_results_from_other_flip_settings_are_refused(tmp_path, dry_run):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "other analysis settings" in lines[0] and f"{run.run_id}-flip-0" in lines[0]
     assert sorted(p.relative_to(results) for p in results.rglob("*")) == before
+
+
+def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_path):
+    """A damaged resume state cannot heal by retrying: the trial reports it once (no Tune retry), the sweep
+    lists it with the run id and the first line of the error and exits 1; every other run finishes."""
+    from sweep.grids import load_grid
+
+    results = tmp_path / "results"
+    runs = load_grid("smoke").runs
+    broken = runs[0].run_id
+    (results / "checkpoints" / broken).mkdir(parents=True)
+    (results / "checkpoints" / broken / "state.pt").write_bytes(b"not a checkpoint")
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--only", "rewind")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert failed == [f"FAILED training {broken}: UserError: checkpoint {results}/checkpoints/{broken}/state.pt "
+                      "is unreadable (UnpicklingError); delete it (or its run's checkpoint folder) to retrain that run"]
+    assert "error: the sweep is not complete (3 of 4 runs" in proc.stderr
+    assert not (results / "report").exists()
+    trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()
+    assert len(trial_results) == 1 and '"error"' in trial_results[0]  # tried once, not retried
+    assert sorted(pd.read_parquet(results / "runs")["run_id"]) == sorted(c.run_id for c in runs[1:])
+
+
+def test_joining_a_token_cluster_after_importing_ray_first(cluster):
+    """`import ray` before the engine: the driver still sends the cluster's token (found in RAY_AUTH_TOKEN)."""
+    code = ("import sys, ray\nfrom sweep.engine import Options, init_ray\ninit_ray(Options(address=sys.argv[1]))\n"
+            "print(ray.get(ray.remote(lambda: 42).remote()))\n")
+    env = {k: v for k, v in ray_cluster.env().items() if k != "RAY_AUTH_MODE"}
+    proc = subprocess.run([sys.executable, "-c", code, cluster], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["42"]

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from sweep.config import RunConfig
+from sweep.schedule import lr_at
 from sweep.store import Store
-from sweep.train import Trainer, execute_run, lr_at, prepare, train_in_memory
+from sweep.train import Trainer, execute_run, prepare, train_in_memory
 
 
 def test_schedule_is_a_triangle_peaking_at_one_fifth():

@@ -16,20 +16,7 @@ from torch import nn
 
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Dataset
-
-
-def build_model_for(cfg: RunConfig) -> nn.Module:
-    """The model a run trains: its architecture, width and dropout variant, shaped for its dataset."""
-    from sweep.data import SHAPES
-    from sweep.models import build_model
-
-    factory = None
-    if cfg.variant != "standard":
-        from sweep.dropout import make_dropout
-
-        factory = make_dropout(cfg)
-    shape, classes = SHAPES[cfg.dataset]
-    return build_model(cfg.arch, shape, classes, width=cfg.width, dropout=factory)
+from sweep.models.for_run import build_model_for
 
 
 @dataclass

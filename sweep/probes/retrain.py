@@ -12,7 +12,7 @@ state_dict copies (detached tensors), so in fact every layer trained. Here:
   (BatchNorm) stays in eval mode, so its statistics neither update nor switch to batch statistics.
 
 Optimisation follows DESIGN.md §4 and the trainer: SGD with momentum 0.9 and weight decay 5e-4, the
-trainer's triangular per-batch schedule (`sweep.train.lr_at`) peaking at `AnalysisConfig.retrain_lr`, the
+trainer's triangular per-batch schedule (`sweep.schedule.lr_at`) peaking at `AnalysisConfig.retrain_lr`, the
 run's batch size, batches as index slices of a per-epoch permutation of the clean examples on the device.
 Training stops after `retrain_patience` consecutive epochs at 100% clean training accuracy (eval mode) or
 after `retrain_epochs`. One Ray task retrains one group of one run.
@@ -31,6 +31,7 @@ from sweep.config import AnalysisConfig
 from sweep.probes import Probe, RunData, register_probe
 from sweep.probes.evaluate import autocast, prepare_inputs, prepare_model, split_accuracies
 from sweep.probes.rewind import group_index, group_shards, load_group
+from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
 
 COLUMNS = ("layer", "layer_name", "epoch", "clean_acc", "noisy_acc", "test_acc")
 DTYPES = {"layer": "int64", "layer_name": "object", "epoch": "int64", "clean_acc": "float64",
@@ -80,7 +81,6 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
     Row epoch 0 is the model right after the reset, before any training.
     """
     from sweep.models.groups import group_state_keys
-    from sweep.train import MOMENTUM, WEIGHT_DECAY, lr_at
 
     if 0 not in run.epochs:
         raise ValueError(f"retraining needs the epoch-0 checkpoint; this run has epochs {run.epochs}")

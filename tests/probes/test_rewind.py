@@ -13,9 +13,10 @@ import torch
 
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import SHAPES, Split
+from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_state_keys
 from sweep.noise import add_label_noise
-from sweep.probes import PROBES, RunData, build_model_for
+from sweep.probes import PROBES, RunData
 from sweep.probes.evaluate import split_accuracies
 from sweep.probes.rewind import (
     group_names,

@@ -1,0 +1,242 @@
+"""The sweep as a user starts it: `run_sweep.py` typed in a fresh folder with default paths, its own private Ray
+(no --address), on a terminal; Ctrl-C and a rerun; an unreachable cluster; `import ray` first.
+
+One uninterrupted smoke sweep (the module fixture) is the reference the interrupted one is compared with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests import ray_cluster
+from tests.test_engine import KEYS, check_complete
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "run_sweep.py")
+pytestmark = pytest.mark.slow
+
+
+def short_tmp() -> Path:
+    """A folder for Ray's session files with a short path: its socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
+
+
+def user_env(ray_tmp: Path) -> dict[str, str]:
+    """A user's environment: no Ray variables set (RAY_TMPDIR only keeps this run's Ray session folder apart
+    so the test can look inside it), the repository importable as after `pip install -e .`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def ray_tmp():
+    path = short_tmp()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[int, str]]:
+    """(pid, local address) of every TCP socket in LISTEN state held by one of `pids`."""
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening[fields[9]] = decode_address(fields[1])
+    found = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in listening:
+                found.append((pid, listening[target[8:-1]]))
+    return found
+
+
+def decode_address(hex_addr: str) -> str:
+    """/proc/net/tcp{,6} 'ADDR:PORT' (each 32-bit word of ADDR in host byte order) as 'ip:port'."""
+    addr, port = hex_addr.split(":")
+    raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, len(addr), 8))
+    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+    return f"{socket.inet_ntop(family, raw)}:{int(port, 16)}"
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0]
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
+def run_on_terminal(args: list[str], cwd: Path, env: dict[str, str], watch=None, timeout: float = 600):
+    """Run a command on a pseudo-terminal, as typed by a person; `watch(pid)` is called every 0.5 s while it
+    runs. Returns (exit code, everything it printed)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower,
+                            start_new_session=True)
+    os.close(follower)
+    out, deadline, last_watch = b"", time.monotonic() + timeout, 0.0
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the command ended
+                    chunk = b""
+                out += chunk
+                if not chunk and proc.poll() is not None:
+                    break
+            elif proc.poll() is not None:
+                break
+            if watch is not None and time.monotonic() - last_watch > 0.5:
+                watch(proc.pid)
+                last_watch = time.monotonic()
+        else:
+            pytest.fail(f"{args} still running after {timeout}s: {out[-2000:]!r}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(leader)
+    return proc.wait(), out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """`python run_sweep.py --grid smoke` from an empty folder, default paths, on a terminal, no --address;
+    the listening sockets of its whole process tree are sampled while it runs."""
+    cwd = tmp_path_factory.mktemp("user")
+    ray_tmp = short_tmp()
+    seen: dict[str, set] = {"sockets": set(), "commands": set()}
+
+    def watch(pid: int) -> None:
+        pids = ray_cluster.tree({pid})
+        seen["sockets"] |= set(listening_sockets(pids))
+        for p in pids:
+            with contextlib.suppress(OSError):
+                seen["commands"].add(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode())
+
+    start = time.monotonic()
+    code, out = run_on_terminal([sys.executable, SCRIPT, "--grid", "smoke"], cwd, user_env(ray_tmp), watch)
+    yield {"cwd": cwd, "ray_tmp": ray_tmp, "code": code, "out": out, "seen": seen,
+           "seconds": time.monotonic() - start}
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_default_paths_resolve_where_the_user_runs_the_command(fresh):
+    assert fresh["code"] == 0, fresh["out"][-4000:]
+    results = fresh["cwd"] / "results"
+    check_complete(results)
+    assert (results / "report" / "index.html").exists()
+    written = [p for p in fresh["cwd"].rglob("*") if p.suffix in (".parquet", ".pt")]
+    assert written and all(p.is_relative_to(results) for p in written)
+    # Nothing of ours under Ray's session folder (Tune trials run in their own folders there) or Tune's default.
+    for elsewhere in (fresh["ray_tmp"], Path.home() / "ray_results"):
+        assert not [p for p in elsewhere.rglob("*") if p.suffix in (".parquet", ".pt")], elsewhere
+    print(f"smoke grid from a fresh folder took {fresh['seconds']:.0f}s")
+
+
+def test_private_cluster_listens_on_loopback_only(fresh):
+    sockets, commands = fresh["seen"]["sockets"], fresh["seen"]["commands"]
+    # The sampling saw the real cluster: Ray's own servers and the trial workers were in the process tree.
+    assert any(c.endswith("gcs_server") for c in commands) and any(c.endswith("raylet") for c in commands)
+    assert len({addr for _, addr in sockets}) >= 4, sockets
+    outward = [(pid, addr) for pid, addr in sockets if not is_loopback(addr)]
+    assert not outward, outward
+    assert not any(addr.endswith(":8265") for _, addr in sockets)  # no dashboard
+
+
+def test_progress_is_one_line_redrawn_in_place_on_a_terminal(fresh):
+    out = fresh["out"]
+    status = [line for line in out.replace("\r\n", "\n").split("\r") if "runs " in line and " elapsed, " in line]
+    assert len(status) >= 5, out[-3000:]  # redrawn many times ...
+    lines_with_status = [line for line in out.split("\n") if " elapsed, " in line]  # (splitlines cuts at \r)
+    assert len(lines_with_status) <= 2, lines_with_status  # ... on one line (the last one is left on screen)
+    assert "nan" not in out and "ETA " in out and "runs 4/4" in out
+    assert "analyses 13/13" in out
+
+
+def test_tune_experiment_is_one_stable_folder_with_trials_named_by_run(fresh):
+    tune_dir = fresh["cwd"] / "results" / "_tune"
+    assert [p.name for p in tune_dir.iterdir()] == ["sweep-smoke"]
+    runs = pd.read_parquet(fresh["cwd"] / "results" / "runs")
+    trial_dirs = {p.name for p in (tune_dir / "sweep-smoke").iterdir() if p.is_dir()}
+    assert trial_dirs == set(runs["run_id"])
+
+
+def test_ctrl_c_stops_honestly_and_the_rerun_completes_the_same_rows(fresh, tmp_path, ray_tmp):
+    """SIGINT to the terminal's process group mid-training: exit 130, one line saying what is finished and how
+    to resume, no report; the same command again finishes with exactly the uninterrupted run's rows."""
+    env = user_env(ray_tmp)
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(results.glob("checkpoints/*/epoch_005.pt")):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:] + err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted by SIGINT: ") and "rerun the same command to resume" in last, err
+    finished = len(list((results / "runs").glob("*.parquet")))
+    assert f"{finished} of 4 runs" in last
+    assert not (results / "report").exists()
+    code, again = run_on_terminal([sys.executable, SCRIPT, "--grid", "smoke"], tmp_path, env)
+    assert code == 0, again[-3000:]
+    check_complete(results)
+    for table, key in KEYS.items():
+        ours = pd.read_parquet(results / table)[key]
+        reference = pd.read_parquet(fresh["cwd"] / "results" / table)[key]
+        assert len(ours) == len(reference), table
+        pd.testing.assert_frame_equal(ours.sort_values(key).reset_index(drop=True),
+                                      reference.sort_values(key).reset_index(drop=True))
+    assert [p.name for p in (results / "_tune").iterdir()] == ["sweep-smoke"]  # the rerun continued it
+
+
+def test_unreachable_address_fails_fast_in_one_line(tmp_path, ray_tmp):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, SCRIPT, "--grid", "smoke", "--address", "127.0.0.1:1"], cwd=tmp_path,
+                          env=user_env(ray_tmp), capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach a Ray cluster at 127.0.0.1:1" in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_importing_ray_before_the_engine_still_starts_a_private_cluster(tmp_path, ray_tmp):
+    code = ("import ray\nfrom sweep.engine import Options, init_ray\ninit_ray(Options())\n"
+            "print(ray.get(ray.remote(lambda: 42).remote()), ray.get_runtime_context().gcs_address)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=user_env(ray_tmp), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answer, gcs = proc.stdout.split()
+    assert answer == "42" and gcs.startswith("127.0.0.1:")
+
+
+def test_report_cli_resolves_a_relative_results_folder(fresh, ray_tmp):
+    """`python -m analyses.report --results results` from the folder that holds them."""
+    proc = subprocess.run([sys.executable, "-m", "analyses.report", "--results", "results", "--out", "page"],
+                          cwd=fresh["cwd"], env=user_env(ray_tmp), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = fresh["cwd"] / "page" / "index.html"
+    assert proc.stdout.strip() == str(page) and page.exists()
