@@ -26,30 +26,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env() -> dict[str, str]:
-    """The environment of every `ray start` and driver here. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps the
-    nodes on 127.0.0.1 (otherwise Ray swaps a requested 127.0.0.1 for the machine's outward address and listens
-    on every interface), as the engine does for its private cluster."""
+def env(loopback: bool = True) -> dict[str, str]:
+    """The environment of a cluster's `ray start` and of its drivers.
+
+    `loopback`: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps a single node on 127.0.0.1 (otherwise Ray swaps a
+    requested 127.0.0.1 for the machine's outward address and listens on every interface), as the engine does
+    for its private cluster. Ray refuses a second node in that mode, so multi-node clusters go without it.
+    """
+    extra = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if loopback else {}
     return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1",
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, **extra}
 
 
 def start(cpus_per_node: list[int], temp_dir: str, worker_resource: str | None = None) -> str:
     """Start a head (first entry) and worker nodes; returns the address to pass to `--address`.
 
     `worker_resource` names a custom resource given to every worker node: it appears on their raylets'
-    command lines, which is how `kill_nodes` finds them.
+    command lines, which is how `kill_nodes` finds them. A single node listens on loopback only; drivers of a
+    multi-node cluster use `env(loopback=False)`.
     """
+    node_env = env(loopback=len(cpus_per_node) == 1)
     port = free_port()
     common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", str(cpus_per_node[0]),
                     "--include-dashboard", "false", "--temp-dir", temp_dir, *common],
-                   check=True, env=env(), capture_output=True, timeout=120)
+                   check=True, env=node_env, capture_output=True, timeout=120)
     address = f"127.0.0.1:{port}"
     for cpus in cpus_per_node[1:]:
         extra = ["--resources", json.dumps({worker_resource: 1})] if worker_resource else []
         subprocess.run([RAY, "start", "--address", address, "--num-cpus", str(cpus), *extra, *common],
-                       check=True, env=env(), capture_output=True, timeout=120)
+                       check=True, env=node_env, capture_output=True, timeout=120)
     return address
 
 

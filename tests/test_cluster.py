@@ -25,7 +25,8 @@ def test_trials_run_on_both_nodes(tmp_path):
         address = ray_cluster.start([1, 1], temp)
         proc = subprocess.run([sys.executable, "run_sweep.py", "--grid", str(grid), "--address", address,
                                "--results", str(tmp_path / "results"), "--only", "rewind", "--no-report"],
-                              cwd=ROOT, capture_output=True, text=True, env=ray_cluster.env(), timeout=600)
+                              cwd=ROOT, capture_output=True, text=True, env=ray_cluster.env(loopback=False),
+                              timeout=600)
     finally:
         ray_cluster.stop(temp)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -43,12 +44,13 @@ def test_lost_worker_node_resumes_its_run_elsewhere(tmp_path):
                     "batch_size = 128\n\n[analysis]\nrewind_epochs = [0, 4]\n")
     results = tmp_path / "results"
     temp = tempfile.mkdtemp(prefix="ray3-", dir="/tmp")
+    proc = None
     try:
         address = ray_cluster.start([1, 1], temp, worker_resource="doomed_node")
         proc = subprocess.Popen([sys.executable, "run_sweep.py", "--grid", str(grid), "--address", address,
                                  "--results", str(results), "--only", "rewind", "--no-report"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=ray_cluster.env())
+                                env=ray_cluster.env(loopback=False))
         # One trial per node (1 CPU each): wait until both have saved a few epochs, then take the worker away.
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -61,7 +63,7 @@ def test_lost_worker_node_resumes_its_run_elsewhere(tmp_path):
         assert ray_cluster.kill_nodes("doomed_node"), "no worker raylet found"
         output, _ = proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
         ray_cluster.stop(temp)
     assert proc.returncode == 0, output[-4000:]

@@ -73,7 +73,7 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
-    assert "4 of 4 runs and 30 of 30 analysis tasks finished" in proc.stdout
+    assert "4 of 4 runs and 13 of 13 analysis tasks finished" in proc.stdout
     check_complete(results)
     from analyses.report import SECTIONS
     from tests.analyses.test_report import sections
