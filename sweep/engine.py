@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -423,22 +423,19 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Sum
     probes = selected_probes(opts.only)
     view = view or ProgressView()
     pending = [cfg for cfg in grid.runs if not run_is_complete(store, cfg)]
-    start = tally(store, grid, probes)
-    progress = Progress(runs_total=start.runs_total, tasks_total=start.tasks_total, runs_done=start.runs_done,
-                        tasks_done=start.tasks_done)
+    tasks = [t for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis)]
+    todo = [t for t in tasks if not task_done(store, t)]
+    epochs_left: Counter[str] = Counter()
     for cfg in pending:
-        progress.epochs_left[cfg.arch] = progress.epochs_left.get(cfg.arch, 0) + cfg.epochs
-    for cfg in grid.runs:
-        for task in tasks_for(cfg, probes, grid.analysis):
-            if not task_done(store, task):
-                progress.tasks_left[task.probe] = progress.tasks_left.get(task.probe, 0) + 1
+        epochs_left[cfg.arch] += cfg.epochs
+    progress = Progress(runs_total=len(grid.runs), tasks_total=len(tasks), runs_done=len(grid.runs) - len(pending),
+                        tasks_done=len(tasks) - len(todo), epochs_left=dict(epochs_left),
+                        tasks_left=dict(Counter(t.probe for t in todo)))
     init_ray(opts)
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
     driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
-    for cfg in grid.runs:
-        if cfg not in pending:
-            driver.queue_tasks(cfg)
+    driver.queue.extend(t for t in todo if t.cfg not in pending)  # runs finished earlier: their probes now
     with _stop_signals(driver):
         try:
             driver.pump()

@@ -6,7 +6,8 @@ lines, printed when a count changes and at least every 30 s, so a log file stays
 
 The ETA comes from measured rates only: seconds per epoch (per architecture: an MLP epoch and a ResNet epoch
 differ a hundredfold) and seconds per analysis task (per probe), spread over the slots that run them at once.
-Until the work left has been timed at least once the ETA says so, instead of guessing.
+Until the work left has been timed at least once the ETA says so, instead of guessing; while part of it
+has no timing of its own (a ResNet after MLP epochs, a probe not run yet) the ETA is marked `>`.
 """
 
 from __future__ import annotations
@@ -73,20 +74,21 @@ class Progress:
             self.failed += 1
 
     def eta(self) -> tuple[float, bool] | None:
-        """(seconds left, complete) from measured rates; `complete` is False when some work left has no timing
-        yet (the figure is then a lower bound). None when nothing left has been timed at all."""
+        """(seconds left, complete) from measured rates; `complete` is False when some work left has no timing of
+        its own yet (its time is then borrowed from the mean of what was timed, or left out). None when nothing
+        left can be estimated at all."""
         work, complete, timed = 0.0, True, False
         for rates, left in ((self._epoch_seconds, self.epochs_left), (self._task_seconds, self.tasks_left)):
             every = [s for values in rates.values() for s in values]
             for key, n in left.items():
                 if n <= 0:
                     continue
-                own = rates.get(key) or every
-                if not own:
-                    complete = False
-                    continue
-                work += n * sum(own) / len(own)
-                timed = True
+                own = rates.get(key)
+                if not own:  # not timed yet: borrow the mean of what was (an estimate, so marked incomplete)
+                    complete, own = False, every
+                if own:
+                    work += n * sum(own) / len(own)
+                    timed = True
         if not timed:
             return (0.0, True) if complete else None
         return work / max(self.slots, 1.0), complete

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sweep.errors import UserError
-from sweep.store import Store
+from sweep.store import Store, resolve_location
 
 
 def test_table_round_trip_through_pandas(tmp_path):
@@ -64,3 +64,21 @@ def test_list_of_struct_column_reads_back_with_plain_pandas(tmp_path):
     back = pd.read_parquet(tmp_path / "flips")
     assert list(back["units"].iloc[0]) == [{"group": "fc1", "layer": "fc1.linear", "index": 3}]
     assert len(back["units"].iloc[1]) == 0
+
+
+def test_locations_resolve_against_the_working_directory_and_uris_pass_through(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_location("results") == str(tmp_path / "results")
+    assert resolve_location("./a/../b") == str(tmp_path / "b")
+    assert resolve_location(str(tmp_path / "x")) == str(tmp_path / "x")
+    for uri in ("s3://bucket/prefix", "gs://bucket/p", "file:///tmp/r"):
+        assert resolve_location(uri) == uri
+
+
+def test_engine_options_are_resolved_before_they_reach_ray(tmp_path, monkeypatch):
+    from sweep.engine import Options
+
+    monkeypatch.chdir(tmp_path)
+    opts = Options(results="out", data_dir="data").resolved()
+    assert (opts.results, opts.data_dir) == (str(tmp_path / "out"), str(tmp_path / "data"))
+    assert Options(results="s3://b/p").resolved().results == "s3://b/p"

@@ -182,24 +182,40 @@ def test_tune_experiment_is_one_stable_folder_with_trials_named_by_run(fresh):
     assert trial_dirs == set(runs["run_id"])
 
 
-def test_ctrl_c_stops_honestly_and_the_rerun_completes_the_same_rows(fresh, tmp_path, ray_tmp):
-    """SIGINT to the terminal's process group mid-training: exit 130, one line saying what is finished and how
-    to resume, no report; the same command again finishes with exactly the uninterrupted run's rows."""
-    env = user_env(ray_tmp)
-    results = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env, text=True,
+def interrupt(results: Path, env: dict[str, str], cwd: Path, group: bool, signum: int):
+    """Start the smoke sweep, wait until its trainings have saved three new epochs, send `signum` (to the whole
+    process group, as a terminal's Ctrl-C does, or to the driver alone, as `kill` does); returns (exit code,
+    everything printed)."""
+    before = set(results.glob("checkpoints/*/epoch_*.pt"))
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--grid", "smoke"], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(results.glob("checkpoints/*/epoch_005.pt")):
+    while time.monotonic() < deadline and len(set(results.glob("checkpoints/*/epoch_*.pt")) - before) < 3:
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)
+    (os.killpg if group else os.kill)(proc.pid, signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-3000:] + err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted by SIGINT: ") and "rerun the same command to resume" in last, err
-    finished = len(list((results / "runs").glob("*.parquet")))
-    assert f"{finished} of 4 runs" in last
-    assert not (results / "report").exists()
+    return proc.returncode, out + err
+
+
+def test_ctrl_c_and_sigterm_stop_honestly_and_the_rerun_completes_the_same_rows(fresh, tmp_path, ray_tmp):
+    """SIGINT to the terminal's process group mid-training: exit 130, one line saying what is finished and how
+    to resume, no report, no process of the sweep left; then SIGTERM to the driver alone during the rerun: exit
+    143; the same command once more finishes with exactly the uninterrupted run's rows."""
+    env, results = user_env(ray_tmp), tmp_path / "results"
+    for signum, group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        code, output = interrupt(results, env, tmp_path, group, signum)
+        assert code == 128 + signum, output[-3000:]
+        last = output.strip().splitlines()[-1]
+        name = signal.Signals(signum).name
+        assert last.startswith(f"interrupted by {name}: ") and "rerun the same command to resume" in last, output
+        finished = len(list((results / "runs").glob("*.parquet")))
+        assert f"{finished} of 4 runs" in last
+        assert not (results / "report").exists()
+        deadline = time.monotonic() + 30
+        while ray_cluster.cluster_pids(str(ray_tmp)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not ray_cluster.cluster_pids(str(ray_tmp)), "processes of the stopped sweep are still running"
+    assert finished < 4
     code, again = run_on_terminal([sys.executable, SCRIPT, "--grid", "smoke"], tmp_path, env)
     assert code == 0, again[-3000:]
     check_complete(results)
@@ -209,7 +225,7 @@ def test_ctrl_c_stops_honestly_and_the_rerun_completes_the_same_rows(fresh, tmp_
         assert len(ours) == len(reference), table
         pd.testing.assert_frame_equal(ours.sort_values(key).reset_index(drop=True),
                                       reference.sort_values(key).reset_index(drop=True))
-    assert [p.name for p in (results / "_tune").iterdir()] == ["sweep-smoke"]  # the rerun continued it
+    assert [p.name for p in (results / "_tune").iterdir()] == ["sweep-smoke"]  # the reruns continued it
 
 
 def test_unreachable_address_fails_fast_in_one_line(tmp_path, ray_tmp):
