@@ -236,7 +236,6 @@ class _Driver:
     trained: int = 0
     tasks_run: int = 0
     signum: int | None = None
-    last_result: dict[str, float] = field(default_factory=dict)
 
     def queue_tasks(self, cfg: RunConfig) -> None:
         """Queue the run's probe tasks whose files are missing."""
@@ -314,7 +313,7 @@ class _TuneHooks(tune.Callback):
         cfg = RunConfig(**trial.config["run"])
         self._finished(cfg)
         ok = cfg.run_id not in self.driver.failed_runs and run_is_complete(self.driver.store, cfg)
-        self.driver.progress.run_finished(cfg.run_id, ok)
+        self.driver.progress.run_finished(cfg.run_id, cfg.arch, cfg.epochs, ok)
         if ok:
             self.driver.trained += 1
             self.driver.queue_tasks(cfg)
@@ -324,7 +323,7 @@ class _TuneHooks(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
         self._finished(cfg)
-        self.driver.progress.run_finished(cfg.run_id, ok=False)
+        self.driver.progress.run_finished(cfg.run_id, cfg.arch, cfg.epochs, ok=False)
         error = trial.get_pickled_error() or trial.get_error()
         self.driver.fail(f"training {cfg.run_id}: {first_line(error) if error else 'the trial failed'}")
 

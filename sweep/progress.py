@@ -47,17 +47,23 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     _epoch_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _task_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    _reported: dict[str, int] = field(default_factory=dict)  # run_id -> epochs reported by this call
 
     def epoch_finished(self, run_id: str, arch: str, epoch: int, epochs: int, noisy_acc: float,
                        seconds: float | None) -> None:
         """One epoch of a training reported; `seconds` is its wall time (None for a trial's first report,
         which also holds the trial's start-up)."""
         self.training[run_id] = (epoch, epochs, noisy_acc)
+        self._reported[run_id] = self._reported.get(run_id, 0) + 1
         self.epochs_left[arch] = max(0, self.epochs_left.get(arch, 0) - 1)
         if seconds is not None:
             self._epoch_seconds[arch].append(seconds)
 
-    def run_finished(self, run_id: str, ok: bool) -> None:
+    def run_finished(self, run_id: str, arch: str, epochs: int, ok: bool) -> None:
+        """A training ended; epochs it never reported (it resumed from a saved epoch, or failed) are no longer
+        left either."""
+        unreported = epochs - self._reported.pop(run_id, 0)
+        self.epochs_left[arch] = max(0, self.epochs_left.get(arch, 0) - unreported)
         self.training.pop(run_id, None)
         if ok:
             self.runs_done += 1

@@ -51,7 +51,7 @@ def test_line_shows_counts_trainings_and_what_waits():
     line = p.line()
     assert line.startswith("runs 3/10 | analyses 12/66 | 1 failed | training abc123 e7/60 noisy 46%")
     assert "2 training(s) waiting for free CPUs/GPUs" in line and "5 analyses queued" in line
-    p.run_finished("digits-mlp-standard-n0.1-s0-abc123", ok=True)
+    p.run_finished("digits-mlp-standard-n0.1-s0-abc123", "mlp", 60, ok=True)
     assert "training " not in p.line() and p.runs_done == 4
 
 
@@ -62,7 +62,7 @@ def test_plain_output_prints_a_line_per_change_not_per_epoch():
     for epoch in range(1, 4):
         p.epoch_finished("r", "mlp", epoch, 4, 0.0, 0.1)
         view.show(p)
-    p.run_finished("r", ok=True)
+    p.run_finished("r", "mlp", 4, ok=True)
     view.show(p)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("runs 0/2") and lines[1].startswith("runs 1/2")
@@ -81,3 +81,14 @@ def test_terminal_output_redraws_one_line_in_place():
     assert text.count("\n") <= 3 and text.count("\r") >= 3
     assert "runs 2/3" in text.split("\n")[-2] or "runs 2/3" in text.split("\n")[-1]
     assert "FAILED something" in text
+
+
+def test_a_resumed_run_leaves_no_epochs_behind_when_it_ends():
+    """A run that resumed from epoch 6 of 10 reports 4 epochs; when it ends, none of its 10 is left."""
+    p = Progress(runs_total=2, tasks_total=0, epochs_left={"mlp": 20})
+    for epoch in range(7, 11):
+        p.epoch_finished("resumed", "mlp", epoch, 10, 0.5, 1.0)
+    p.run_finished("resumed", "mlp", 10, ok=True)
+    assert p.epochs_left == {"mlp": 10} and p.eta() == pytest.approx((10.0, True))
+    p.run_finished("failed-at-start", "mlp", 10, ok=False)
+    assert p.epochs_left == {"mlp": 0} and p.failed == 1
