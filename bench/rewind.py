@@ -73,7 +73,7 @@ def baseline(run: RunData) -> tuple[float, dict[tuple[str, int], tuple[float, fl
     for group in group_names(run.cfg):
         for epoch in run.epochs:
             model = run.build_model()
-            model.load_state_dict(rewound_state(final, run.state(epoch), group_state_keys(model, group)))
+            model.load_state_dict(rewound_state(final, run.state(epoch), group_state_keys(model, group, buffers=False)))
             model.eval()
             train_ok = _correct(model, DataLoader(train, batch_size=128), run.device, with_ids=True)
             test_ok = _correct(model, DataLoader(test, batch_size=128), run.device, with_ids=False)

@@ -86,6 +86,9 @@ class AnalysisConfig:
     """Settings of the probes that run on finished trainings (DESIGN.md §4)."""
 
     rewind_epochs: tuple[int, ...] = _default_rewind_epochs()
+    # rewinding moves a group's parameters only (the paper's convention); true: its buffers (BatchNorm running
+    # statistics) too, which at epoch 0 leaves the layer un-normalised
+    rewind_buffers: bool = False
     retrain_epochs: int = 20
     retrain_lr: float = 0.01
     retrain_patience: int = 3
@@ -104,6 +107,8 @@ class AnalysisConfig:
         """Refuse settings that would make a probe meaningless (counts or caps below 1, negative epochs)."""
         if any((not isinstance(e, int)) or e < 0 for e in self.rewind_epochs):
             raise UserError(f"rewind_epochs must be non-negative integers, got {self.rewind_epochs!r}")
+        if not isinstance(self.rewind_buffers, bool):
+            raise UserError(f"rewind_buffers must be true or false, got {self.rewind_buffers!r}")
         for name in ("retrain_epochs", "retrain_patience", "flip_clean", "flip_noisy", "flip_cap",
                      "flip_population", "flip_chunk"):
             _positive_int(name, getattr(self, name))

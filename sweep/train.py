@@ -193,8 +193,13 @@ class Trainer:
         return {"clean_acc": clean_acc, "noisy_acc": noisy_acc, "noisy_true_acc": noisy_true, "test_acc": test_acc}
 
     def state_dict(self) -> dict[str, object]:
+        """Everything a resumed run needs to continue exactly where this one is, the random generators included:
+        standard dropout draws from torch's global generators, so without them a resumed `dropout`-variant run
+        would replay its masks from the start of the stream."""
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
-                "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu()}
+                "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if self.cuda else []}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -202,6 +207,10 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.first_learned = state["first_learned"].to(self.device)
         self.last_loss = state["last_loss"].to(self.device)
+        if "rng_cpu" in state:  # absent in a state saved before generators were kept
+            torch.set_rng_state(state["rng_cpu"])
+        if self.cuda and state.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
 
     def weights(self) -> dict[str, torch.Tensor]:
         """CPU copy of the model's state_dict, the unit a checkpoint stores."""

@@ -139,6 +139,29 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, digits):
     assert run["status"] == "complete" and run["dataset"] == "digits" and run["run_id"] == cfg.run_id
 
 
+def test_resumed_dropout_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """Standard dropout draws a new mask every step from torch's generator; a run killed after epoch 2 and
+    resumed must continue that stream, not replay it, and end with exactly the uninterrupted weights."""
+    cfg = RunConfig(variant="dropout", epochs=4, batch_size=256, width=0.5).validate()
+    straight, resumed = Store(str(tmp_path / "a")), Store(str(tmp_path / "b"))
+    execute_run(cfg, straight, torch.device("cpu"))
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(row):
+        if row["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        execute_run(cfg, resumed, torch.device("cpu"), on_epoch=crash_after_two)
+    torch.manual_seed(12345)  # a fresh process: whatever the generator holds now must not matter
+    execute_run(cfg, resumed, torch.device("cpu"))
+    final = f"checkpoints/{cfg.run_id}/epoch_004.pt"
+    a, b = straight.load_torch(final), resumed.load_torch(final)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "sweep.train", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)

@@ -30,14 +30,17 @@ def group_of(model: nn.Module, key: str) -> str:
     raise KeyError(f"{key!r} belongs to no layer group of {type(model).__name__}")
 
 
-def group_state_keys(model: nn.Module, group: str) -> list[str]:
-    """The state_dict keys (parameters AND buffers, e.g. BatchNorm running stats) of one group, in order.
+def group_state_keys(model: nn.Module, group: str, buffers: bool = True) -> list[str]:
+    """The state_dict keys of one group, in order: its parameters and, with `buffers`, its buffers (BatchNorm
+    running statistics and batch counter) too.
 
-    Buffers are included so that rewinding or resetting a group also restores its normalisation statistics.
+    Resetting a group for retraining takes both; rewinding takes the parameters only by default, as the paper
+    does (see `sweep.probes.rewind`).
     """
     if group not in group_names(model):
         raise KeyError(f"no layer group {group!r}; groups: {', '.join(group_names(model))}")
-    return [key for key in model.state_dict() if group_of(model, key) == group]
+    params = {name for name, _ in model.named_parameters()}
+    return [key for key in model.state_dict() if group_of(model, key) == group and (buffers or key in params)]
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Layer rewinding (paper Figure 3): the final model with one layer group's weights from an earlier epoch.
 
 If rewinding a group to an early checkpoint costs the noisy examples but keeps the clean and test accuracy,
-that group holds what was memorized late. What moves with a group is its whole state: parameters AND buffers,
-so a BatchNorm layer's running mean and variance (and its batch counter) are rewound together with its affine
-weights. The running statistics describe the activations the layer's own weights produced, so they belong to
-that layer; final statistics under rewound weights would be a mix that never existed during training.
+that group holds what was memorized late. What moves with a group is its parameters; its buffers (BatchNorm
+running mean, variance and batch counter) stay the final model's, as in the paper's own code (DESIGN.md §4).
+Rewinding the buffers too is a setting (`rewind_buffers`), recorded in every row: at epoch 0 those are the
+initial 0/1 statistics, so a rewound layer would run un-normalised and the curve would measure that instead.
 
 One Ray task handles one group (a shard) of one run and all its rewind epochs: it loads the final model once,
 then per rewind epoch copies just that group's tensors into the same model and evaluates it on the
@@ -24,9 +24,9 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.probes import Probe, RunData, register_probe
 from sweep.probes.evaluate import prepare_model, split_accuracies
 
-COLUMNS = ("layer", "layer_name", "rewind_epoch", "clean_acc", "noisy_acc", "test_acc")
-DTYPES = {"layer": "int64", "layer_name": "object", "rewind_epoch": "int64", "clean_acc": "float64",
-          "noisy_acc": "float64", "test_acc": "float64"}
+COLUMNS = ("layer", "layer_name", "rewind_epoch", "rewind_buffers", "clean_acc", "noisy_acc", "test_acc")
+DTYPES = {"layer": "int64", "layer_name": "object", "rewind_epoch": "int64", "rewind_buffers": "bool",
+          "clean_acc": "float64", "noisy_acc": "float64", "test_acc": "float64"}
 
 @lru_cache(maxsize=64)
 def _group_names(dataset: str, arch: str, width: float) -> tuple[str, ...]:
@@ -62,7 +62,7 @@ def rewind_epochs(requested: Iterable[int], available: Iterable[int]) -> list[in
 
 def rewound_state(final: Mapping[str, torch.Tensor], rewind: Mapping[str, torch.Tensor],
                   keys: Iterable[str]) -> dict[str, torch.Tensor]:
-    """The state_dict of the final model with `keys` (one group's parameters and buffers) from `rewind`.
+    """The state_dict of the final model with `keys` (one group's parameters, perhaps buffers) from `rewind`.
 
     The reference definition the in-place probe must agree with, and what the benchmark's baseline loads.
     """
@@ -80,24 +80,26 @@ def load_group(model: nn.Module, state: Mapping[str, torch.Tensor], keys: list[s
         raise KeyError(f"keys not in the model: {result.unexpected_keys}")
 
 
-def rewind_group(run: RunData, group: str, epochs: Iterable[int]) -> pd.DataFrame:
-    """Rows for one group: accuracies of the final model with that group rewound to each of `epochs`."""
+def rewind_group(run: RunData, group: str, epochs: Iterable[int], buffers: bool = False) -> pd.DataFrame:
+    """Rows for one group: accuracies of the final model with that group's parameters (and, with `buffers`,
+    its buffers) rewound to each of `epochs`."""
     from sweep.models.groups import group_state_keys
 
     model = prepare_model(run.model_at(run.final_epoch))
     layer = group_index(model, group)
-    keys = group_state_keys(model, group)
+    keys = group_state_keys(model, group, buffers=buffers)
     rows = []
     for epoch in rewind_epochs(epochs, run.epochs):
         load_group(model, run.state(epoch), keys)
         acc = split_accuracies(model, run)
-        rows.append({"layer": layer, "layer_name": group, "rewind_epoch": epoch, "clean_acc": acc.clean,
+        rows.append({"layer": layer, "layer_name": group, "rewind_epoch": epoch, "rewind_buffers": buffers,
+                     "clean_acc": acc.clean,
                      "noisy_acc": acc.noisy, "test_acc": acc.test})
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype(DTYPES)
 
 
 def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.DataFrame]:
-    return {"rewinding": rewind_group(run, shard, analysis.rewind_epochs)}
+    return {"rewinding": rewind_group(run, shard, analysis.rewind_epochs, analysis.rewind_buffers)}
 
 
 PROBE = register_probe(Probe(name="rewind", tables=("rewinding",), shards=group_shards, run=_run,

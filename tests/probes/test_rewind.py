@@ -14,7 +14,7 @@ import torch
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import SHAPES, Split
 from sweep.models.for_run import build_model_for
-from sweep.models.groups import group_state_keys
+from sweep.models.groups import group_of, group_state_keys
 from sweep.noise import add_label_noise
 from sweep.probes import PROBES, RunData
 from sweep.probes.evaluate import split_accuracies
@@ -108,18 +108,42 @@ def test_rewinding_to_the_last_epoch_reproduces_the_final_accuracies(digits, arc
         assert (last["clean_acc"], last["noisy_acc"], last["test_acc"]) == tuple(final)
 
 
-def test_rewound_rows_match_a_model_built_from_the_rewound_state(digits):
+@pytest.mark.parametrize("buffers", [False, True])
+def test_rewound_rows_match_a_model_built_from_the_rewound_state(digits, buffers):
     """The in-place probe agrees with a fresh model loaded with `rewound_state` (the reference)."""
     run = fake_run(digits, "resnet9", width=0.25)
     group = group_names(run.cfg)[3]
-    rows = rewind_group(run, group, (0, 1))
+    rows = rewind_group(run, group, (0, 1), buffers=buffers)
+    assert (rows["rewind_buffers"] == buffers).all()
     for _, row in rows.iterrows():
         model = run.build_model()
-        keys = group_state_keys(model, group)
+        keys = group_state_keys(model, group, buffers=buffers)
         early = run.state(int(row["rewind_epoch"]))
         model.load_state_dict(rewound_state(run.state(run.final_epoch), early, keys))
         expected = (row["clean_acc"], row["noisy_acc"], row["test_acc"])
         assert tuple(split_accuracies(model.eval(), run)) == expected
+
+
+@pytest.mark.parametrize("buffers", [False, True])
+def test_rewinding_moves_parameters_and_keeps_the_final_batchnorm_statistics_unless_asked(digits, buffers):
+    """Default (the paper's): the group's parameters come from the checkpoint and every buffer stays the final
+    model's. With `rewind_buffers`, the group's running statistics come from the checkpoint too."""
+    run = fake_run(digits, "resnet9", width=0.25)
+    final, early = run.state(run.final_epoch), run.state(0)
+    for group in group_names(run.cfg):
+        model = run.model_at(run.final_epoch)
+        load_group(model, early, group_state_keys(model, group, buffers=buffers))
+        params = {name for name, _ in model.named_parameters()}
+        after = model.state_dict()
+        for key, value in after.items():
+            in_group = group_of(model, key) == group
+            from_checkpoint = in_group and (key in params or buffers)
+            assert torch.equal(value, early[key] if from_checkpoint else final[key]), (group, key)
+        if group != model.groups[-1][0]:  # every conv block has BatchNorm statistics that moved in training
+            stats = [k for k in after if group_of(model, k) == group and "running_" in k]
+            assert stats and any(not torch.equal(final[k], early[k]) for k in stats)
+    assert AnalysisConfig().rewind_buffers is False
+    assert AnalysisConfig.from_dict({"rewind_buffers": True}).rewind_buffers is True
 
 
 def test_trained_run_rewound_to_its_last_epoch_keeps_its_accuracies():
