@@ -106,17 +106,19 @@ def test_same_seed_same_numbers_and_model_seed_does_not_change_noise(digits):
     assert torch.equal(a.labels, c.labels) and torch.equal(a.is_noisy, c.is_noisy)
 
 
+class Crash(Exception):
+    """A training process dying after an epoch was saved."""
+
+
+def crash_after_two(row: dict) -> None:
+    if row["epoch"] == 2:
+        raise Crash
+
+
 def test_interrupted_run_resumes_to_identical_tables(tmp_path, digits):
     cfg = RunConfig(epochs=4, batch_size=256, width=0.5).validate()
     straight = Store(str(tmp_path / "a"))
     execute_run(cfg, straight, torch.device("cpu"))
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_two(row):
-        if row["epoch"] == 2:
-            raise Crash
 
     resumed = Store(str(tmp_path / "b"))
     with pytest.raises(Crash):
@@ -145,13 +147,6 @@ def test_resumed_dropout_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path
     cfg = RunConfig(variant="dropout", epochs=4, batch_size=256, width=0.5).validate()
     straight, resumed = Store(str(tmp_path / "a")), Store(str(tmp_path / "b"))
     execute_run(cfg, straight, torch.device("cpu"))
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_two(row):
-        if row["epoch"] == 2:
-            raise Crash
 
     with pytest.raises(Crash):
         execute_run(cfg, resumed, torch.device("cpu"), on_epoch=crash_after_two)
