@@ -79,7 +79,7 @@ def table1(dropout: pd.DataFrame) -> Output:
     for _, row in table.iterrows():
         numbers = None
         if row["phase"] in ("before", "after"):
-            numbers = paper.table1_numbers(row["dataset"], row["arch"], row["noise"], row["phase"])
+            numbers = paper.table1_numbers(row, row["phase"])
         papers.append(numbers)
     for i, column in enumerate(ACC):
         table[f"paper_{column}"] = [p[i] if p else np.nan for p in papers]
@@ -111,7 +111,7 @@ def table3(dropout: pd.DataFrame) -> Output:
     for _, row in table.iterrows():
         numbers = None
         if row["mode"] != "drop-expected":
-            numbers = paper.table3_numbers(row["dataset"], row["arch"], row["noise"], row["variant"])
+            numbers = paper.table3_numbers(row)
         papers.append(numbers)
     table["paper_clean_acc"] = [p[0] if p else np.nan for p in papers]
     table["paper_noisy_acc"] = [p[1] if p else np.nan for p in papers]
@@ -119,9 +119,7 @@ def table3(dropout: pd.DataFrame) -> Output:
     for numbers, (_, row) in zip(papers, table.iterrows(), strict=True):
         if numbers:
             notes.append("paper Table 3")
-        elif row["mode"] == "drop-expected" and paper.matches(
-            row["dataset"], row["arch"], row["noise"], "cifar10"
-        ):
+        elif row["mode"] == "drop-expected" and paper.matches(row, "cifar10"):
             notes.append("the paper used its own factor only")
         else:
             notes.append(paper.NO_PAPER)

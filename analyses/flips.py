@@ -41,7 +41,7 @@ def figure5a(flips: pd.DataFrame) -> Output:
     table = across_seeds(per_run, ["median_units", "mean_units", "flipped_frac", "n_examples"], keys=["kind"])
     paper_units, notes = [], []
     for _, row in table.iterrows():
-        number = paper.flip_units_noisy(row.get("dataset"), row.get("arch"), row.get("noise"))
+        number = paper.flip_units_noisy(row)
         if number is None:
             paper_units.append(np.nan)
             notes.append(paper.NO_PAPER)

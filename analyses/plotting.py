@@ -36,6 +36,8 @@ def config_label(config: dict) -> str:
         parts.append(f"noise {float(config['noise']):g}")
     if "width" in config:
         parts.append(f"width {float(config['width']):g}")
+    if isinstance(config.get("config_id"), str):  # tells apart settings that differ in epochs, lr, p_mem, ...
+        parts.append(f"cfg {config['config_id'].rsplit('-', 1)[-1][:6]}")
     return " / ".join(parts)
 
 

@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass, fields
 from sweep.errors import UserError
 
 VARIANTS = ("standard", "tied", "dropout", "sparse")
-CONFIG_COLUMNS = ("dataset", "arch", "variant", "noise", "seed", "width")
+# Every field that defines a run: every row of every table carries them all, plus `config_id`.
+CONFIG_COLUMNS = ("dataset", "arch", "variant", "noise", "seed", "width", "epochs", "lr", "batch_size", "noise_seed",
+                  "p_gen", "p_mem")
+SEED_FIELDS = ("seed", "noise_seed")  # what may differ between the seeds of one experiment
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,18 @@ class RunConfig:
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-s{self.seed}-{short}"
 
+    @property
+    def config_id(self) -> str:
+        """The run's identity without its seeds (initialisation and noise draw): runs with one config_id are
+        seeds of one experiment, and analyses pool exactly those, never runs that differ in any other field."""
+        blob = json.dumps({k: v for k, v in asdict(self).items() if k not in SEED_FIELDS}, sort_keys=True)
+        short = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-{short}"
+
     def columns(self) -> dict[str, object]:
-        """The config columns every Parquet row carries, so tables filter without joins."""
-        return {name: getattr(self, name) for name in CONFIG_COLUMNS}
+        """The config columns every Parquet row carries (every defining field and `config_id`), so tables
+        filter and group without joins."""
+        return {**{name: getattr(self, name) for name in CONFIG_COLUMNS}, "config_id": self.config_id}
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> RunConfig:

@@ -34,7 +34,7 @@ from sweep.grids import Grid
 from sweep.models.for_run import build_model_for
 from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView
-from sweep.store import Store, resolve_location
+from sweep.store import Store, resolve_location, with_run_columns
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
 # Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
@@ -197,10 +197,8 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
     task = Task(cfg, probe_name, shard)
     run = load_run(store, cfg, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download)
     frames = registry[probe_name].run(run, shard, analysis)
-    columns = {"run_id": cfg.run_id, **cfg.columns()}
     for table in registry[probe_name].tables:
-        frame = frames[table]
-        store.write_table(table, task.file_name, frame.assign(**columns)[[*columns, *frame.columns]])
+        store.write_table(table, task.file_name, with_run_columns(frames[table], cfg))
     return sum(len(f) for f in frames.values()), time.monotonic() - start
 
 
@@ -486,7 +484,7 @@ def describe(grid: Grid, opts: Options) -> list[str]:
         todo = [t for t in tasks if not task_done(store, t)]
         n_tasks += len(todo)
         state = "done" if run_is_complete(store, cfg) else "to train"
-        fields = " ".join(f"{k}={getattr(cfg, k)}" for k in (*CONFIG_COLUMNS, "epochs", "batch_size"))
+        fields = " ".join(f"{k}={getattr(cfg, k)}" for k in CONFIG_COLUMNS)
         counts = {p: sum(t.probe == p for t in todo) for p in probes}
         per_probe = ", ".join(f"{p} {n}" for p, n in counts.items() if n)
         lines.append(f"{cfg.run_id}  [{state}]  {fields}  params={n_params:,}  ckpt={ckpt / 2**20:.1f} MiB"

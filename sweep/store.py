@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from pyarrow import fs as pafs
 
+from sweep.config import RunConfig
 from sweep.errors import UserError
 
 TABLES = ("runs", "examples", "epochs", "gradients", "rewinding", "retraining", "flips", "dropout",
@@ -35,6 +36,17 @@ def resolve_location(location: str) -> str:
     if "://" in location:
         return location
     return os.path.abspath(os.path.expanduser(location))
+
+
+def with_run_columns(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """`frame` with `run_id` and the run's config columns (every defining field, `config_id`) in front: every
+    row of every table carries them, so tables filter and group without joins. A table column named like a
+    config field would be overwritten without a word, so that is refused."""
+    columns = {"run_id": cfg.run_id, **cfg.columns()}
+    clash = sorted(set(columns) & set(frame.columns))
+    if clash:
+        raise ValueError(f"table column(s) {', '.join(clash)} collide with the run's config columns")
+    return frame.assign(**columns)[[*columns, *frame.columns]]
 
 
 class Store:

@@ -36,7 +36,7 @@ from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
 from sweep.probes import RunData
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
-from sweep.store import Store, resolve_location
+from sweep.store import Store, resolve_location, with_run_columns
 
 
 @dataclass
@@ -144,7 +144,7 @@ class Trainer:
         self.epoch += 1
         grad_rows = self._gradient_rows(*sums)
         row = {"epoch": self.epoch, "train_loss": float(loss_sum) / self.steps_per_epoch, **self.evaluate(),
-               "lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr),
+               "epoch_lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr),
                "seconds": time.perf_counter() - start}
         return row, grad_rows
 
@@ -281,19 +281,18 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
                                                "grad_rows": grad_rows, "seconds": seconds_now})
         if on_epoch is not None:
             on_epoch(row)
-    columns = {"run_id": cfg.run_id, **cfg.columns()}
     for table, frame in (("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
                          ("gradients", pd.DataFrame(grad_rows))):
-        store.write_table(table, cfg.run_id, frame.assign(**columns))
-    run_row = {**columns, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-               "n_train": len(prep.labels), "n_test": len(prep.data.test.y), "n_noisy": int(prep.is_noisy.sum()),
-               "noise_seed": cfg.noise_seed, "p_gen": cfg.p_gen, "p_mem": cfg.p_mem, "status": "complete",
+        store.write_table(table, cfg.run_id, with_run_columns(frame, cfg))
+    run_row = {"n_train": len(prep.labels), "n_test": len(prep.data.test.y),
+               "n_noisy": int(prep.is_noisy.sum()), "status": "complete",
                "seconds": seconds + time.perf_counter() - start, "device": str(device),
                "node": node or socket.gethostname(),
                "versions": f"python={platform.python_version()};torch={torch.__version__}",
                "checkpoint_dir": store.path(ckdir)}
-    store.write_table("runs", cfg.run_id, pd.DataFrame([run_row]))
-    return run_row
+    runs = with_run_columns(pd.DataFrame([run_row]), cfg)
+    store.write_table("runs", cfg.run_id, runs)
+    return runs.iloc[0].to_dict()
 
 
 def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str = "data",

@@ -82,3 +82,18 @@ def test_engine_options_are_resolved_before_they_reach_ray(tmp_path, monkeypatch
     opts = Options(results="out", data_dir="data").resolved()
     assert (opts.results, opts.data_dir) == (str(tmp_path / "out"), str(tmp_path / "data"))
     assert Options(results="s3://b/p").resolved().results == "s3://b/p"
+
+
+def test_rows_carry_every_config_field_and_a_config_id_shared_only_by_seeds():
+    from sweep.config import CONFIG_COLUMNS, RunConfig
+    from sweep.store import with_run_columns
+
+    a, b = RunConfig(seed=0, noise_seed=0, p_mem=0.2), RunConfig(seed=1, noise_seed=1, p_mem=0.2)
+    other = RunConfig(seed=0, noise_seed=0, p_mem=0.5)
+    assert a.config_id == b.config_id != other.config_id and a.run_id != b.run_id
+    assert RunConfig(epochs=20).config_id != RunConfig(epochs=30).config_id
+    tagged = with_run_columns(pd.DataFrame({"epoch": [1, 2]}), other)
+    assert list(tagged.columns) == ["run_id", *CONFIG_COLUMNS, "config_id", "epoch"]
+    assert (tagged["p_mem"] == 0.5).all() and (tagged["config_id"] == other.config_id).all()
+    with pytest.raises(ValueError, match="lr"):
+        with_run_columns(pd.DataFrame({"lr": [0.1]}), a)  # a table column must never be overwritten

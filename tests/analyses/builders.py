@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweep.config import CONFIG_COLUMNS, RunConfig
+
 RESNET9 = ["conv1", "conv2", "res1a", "res1b", "conv3", "res2a", "res2b", "conv4", "linear"]
 MLP = ["fc1", "fc2", "head"]
 N_TRAIN = 120
@@ -26,19 +28,20 @@ def write(root: Path, table: str, name: str, frame: pd.DataFrame) -> None:
     frame.to_parquet(folder / f"{name}.parquet", index=False)
 
 
-def run_config(dataset: str, arch: str, variant: str, noise: float, seed: int, width: float = 1.0) -> dict:
-    return {
-        "dataset": dataset,
-        "arch": arch,
-        "variant": variant,
-        "noise": noise,
-        "seed": seed,
-        "width": width,
-    }
+PAPER_FIELDS = {"epochs": 50, "lr": 0.1, "batch_size": 512, "p_gen": 0.4, "p_mem": 0.2}
+
+
+def run_config(dataset: str, arch: str, variant: str, noise: float, seed: int, width: float = 1.0,
+               **fields: object) -> dict:
+    """The config columns the engine writes for such a run: every defining field and its config_id (the other
+    fields default to the paper's setting)."""
+    return RunConfig(dataset=dataset, arch=arch, variant=variant, noise=noise, seed=seed, noise_seed=seed,
+                     width=width, **{**PAPER_FIELDS, **fields}).columns()
 
 
 def run_id(cfg: dict) -> str:
-    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['variant']}-n{cfg['noise']:g}-s{cfg['seed']}-0123456789"
+    suffix = cfg["config_id"][-10:] if "config_id" in cfg else "0123456789"
+    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['variant']}-n{cfg['noise']:g}-s{cfg['seed']}-{suffix}"
 
 
 def with_config(frame: pd.DataFrame, cfg: dict) -> pd.DataFrame:
@@ -64,15 +67,9 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
         runs = pd.DataFrame(
             [
                 {
-                    "epochs": EPOCHS,
-                    "lr": 0.1,
-                    "batch_size": 512,
                     "n_train": N_TRAIN,
                     "n_test": 50,
                     "n_noisy": n_noisy,
-                    "noise_seed": 0,
-                    "p_gen": 0.4,
-                    "p_mem": 0.2,
                     "status": "done",
                     "seconds": 12.5,
                     "device": "cpu",
@@ -109,7 +106,7 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                 "noisy_acc": memo * 0.98 + rng.uniform(0, 0.02),
                 "noisy_true_acc": (1 - memo) * 0.6,
                 "test_acc": 0.1 + 0.7 * (1 - np.exp(-e / 2)),
-                "lr": np.interp(e, [0, 2, EPOCHS], [0, 0.1, 0]),
+                "epoch_lr": np.interp(e, [0, 2, EPOCHS], [0, 0.1, 0]),
                 "seconds": 1.0,
             }
         )
@@ -248,18 +245,14 @@ def make_results(root: Path) -> Path:
 
 def frame(rows: list[dict], **config) -> pd.DataFrame:
     """Hand-made rows for known-value tests: each row gets the config columns (defaults: the paper's
-    CIFAR-10 / ResNet-9 / 10% setting, seed 0) and a run_id derived from its config unless it has one."""
-    base = {
-        "dataset": "cifar10",
-        "arch": "resnet9",
-        "variant": "standard",
-        "noise": 0.1,
-        "seed": 0,
-        "width": 1.0,
-    }
+    CIFAR-10 / ResNet-9 / 10% setting, seed 0; config_id follows the fields) and a run_id derived from its config
+    unless it has one."""
+    base = run_config("cifar10", "resnet9", "standard", 0.1, 0)
     out = []
     for row in rows:
         full = {**base, **config, **row}
-        full.setdefault("run_id", run_id({k: full[k] for k in base}))
+        if "config_id" not in config and "config_id" not in row:
+            full["config_id"] = RunConfig(**{k: full[k] for k in CONFIG_COLUMNS}).config_id
+        full.setdefault("run_id", run_id(full))
         out.append(full)
     return pd.DataFrame(out)

@@ -126,3 +126,17 @@ def test_figure7_without_dataset_says_why_and_keeps_the_table():
     assert out.figure is None
     assert len(notes) == 1 and "cifar10" in notes[0] and "no files" in notes[0]
     assert out.table["example_id"].tolist() == [0]
+
+
+def test_runs_that_differ_in_p_mem_are_not_pooled_as_seeds():
+    """Two example-tied runs with p_mem 0.2 (seed 0) and 0.5 (seed 1) are two experiments of one seed each,
+    not one of two seeds; only the paper's p_mem gets the paper's number."""
+    rows = tied_rows()
+    rows.loc[rows["seed"] == 1, "p_mem"] = 0.5
+    rows["config_id"] = [f"tied-p{p}" for p in rows["p_mem"]]
+    t = table1(rows).table
+    after = t[t["phase"] == "after"].set_index("p_mem")
+    assert sorted(after.index) == [0.2, 0.5] and (after["n_seeds"] == 1).all()
+    assert after.loc[0.2, "paper_noisy_acc"] == pytest.approx(0.031)
+    assert np.isnan(after.loc[0.5, "paper_noisy_acc"]) and after.loc[0.5, "paper_note"] == paper.NO_PAPER
+    assert after["clean_acc_lo"].isna().all()  # one seed: no interval, let alone one far outside [0, 1]
