@@ -25,7 +25,9 @@ def figure5a(flips: pd.DataFrame) -> Output:
     """Units removed until the prediction flips, clean vs noisy targets.
 
     Per run and kind: median and mean units over the examples that flipped, the fraction that flipped
-    before the cap, and the number analysed; then across seeds. The paper's approximate 'about 5' for noisy
+    before the cap, and the number analysed; then across seeds. The cap censors: an example that hit it is
+    left out of the median and mean (its count is unknown, only larger than the cap) and counted in
+    `flipped_frac`, which the figure shows beside each median. The paper's approximate 'about 5' for noisy
     examples is put beside noisy rows of a matching setting.
     """
     df = _with_kind(flips)
@@ -66,8 +68,10 @@ def figure5a(flips: pd.DataFrame) -> Output:
         for kind in KINDS:
             values = done.loc[done["kind"] == kind, "n_units"]
             if len(values):
+                share = len(values) / max(1, int((rows["kind"] == kind).sum()))
                 patches = ax.hist(
-                    values, bins=bins, alpha=0.55, label=f"{kind} (median {values.median():g})"
+                    values, bins=bins, alpha=0.55,
+                    label=f"{kind}: median {values.median():g} of the {share:.0%} that flipped",
                 )[2]
                 ax.axvline(values.median(), ls="--", lw=1, color=patches[0].get_facecolor())
         if top > 40:
@@ -75,7 +79,7 @@ def figure5a(flips: pd.DataFrame) -> Output:
         not_flipped = int((~rows["flipped"].astype(bool)).sum())
         ax.set_title(
             f"{config_label(config)} (n={rows['run_id'].nunique()})\n"
-            f"{not_flipped} example(s) did not flip before the cap",
+            f"{not_flipped} example(s) hit the cap unflipped: out of the median, in the flipped share",
             fontsize=8,
         )
         ax.set_xlabel("units removed to flip")
@@ -130,37 +134,45 @@ def unit_groups(cell: object) -> list[str]:
 def figure5c(
     flips: pd.DataFrame, group_order: Mapping[str, Sequence[str]] | Sequence[str] | None = None
 ) -> Output:
-    """Where the removed units sit: per run and kind, the fraction of all removed units that lie in each
-    layer group, then across seeds. Every group seen in a configuration is zero-filled for the runs that
-    removed nothing there, so a zero counts rather than vanishing from the mean.
+    """Where the removed units sit: per flipped example, the fraction of its removed units in each layer
+    group; averaged over the run's examples of a kind, then across seeds. Every example weighs the same: one
+    example edited up to a 1000-unit cap would otherwise outweigh hundreds that flipped after about five.
+    Examples that hit the cap without flipping are left out and counted (`n_capped`, per run and kind).
 
-    `group_order` gives the forward order of the groups, per architecture ({arch: [group, ...]}; the report
-    takes it from the gradient/rewinding tables) or one list for all; groups it does not name follow in
-    order of first appearance.
+    Every group seen in a configuration is zero-filled for the examples that removed nothing there, so a zero
+    counts rather than vanishing from the mean. `group_order` gives the forward order of the groups, per
+    architecture ({arch: [group, ...]}; the report takes it from the gradient/rewinding tables) or one list
+    for all; groups it does not name follow in order of first appearance.
     """
     df = _with_kind(flips)
     cols = group_columns(df)
+    capped = (~df["flipped"].astype(bool)).groupby([df[c] for c in cols + ["run_id", "kind"]], dropna=False).sum()
     records = []
-    for row in df[cols + ["run_id", "kind", "units"]].itertuples(index=False):
-        base = row[: len(cols) + 2]
+    for row in df[df["flipped"].astype(bool)][cols + ["run_id", "kind", "example_id", "units"]].itertuples(
+            index=False):
+        base = row[: len(cols) + 3]
         for group in unit_groups(row[-1]):
             records.append((*base, group))
-    exploded = pd.DataFrame(records, columns=cols + ["run_id", "kind", "group"])
+    exploded = pd.DataFrame(records, columns=cols + ["run_id", "kind", "example_id", "group"])
     keys = ["kind", "group_index", "group"]
     if exploded.empty:
-        empty = exploded.assign(fraction=[], group_index=[])
-        return Output(across_seeds(empty, ["fraction"], keys=keys), None)
+        empty = exploded.drop(columns="example_id").assign(fraction=[], group_index=[], n_capped=[])
+        return Output(across_seeds(empty, ["fraction", "n_capped"], keys=keys), None)
     parts = []
     for config, rows in configs(exploded, cols):
         seen = list(dict.fromkeys(rows["group"]))
         known = group_order.get(config.get("arch"), []) if isinstance(group_order, Mapping) else group_order
         order = [g for g in dict.fromkeys(list(known or []) + seen) if g in set(seen)]
-        counts = rows.groupby(["run_id", "kind", "group"]).size().unstack("group", fill_value=0)
+        counts = rows.groupby(["run_id", "kind", "example_id", "group"]).size().unstack("group", fill_value=0)
         counts = counts.reindex(columns=order, fill_value=0)
-        long = counts.div(counts.sum(axis=1), axis=0).stack().rename("fraction").reset_index()
+        per_example = counts.div(counts.sum(axis=1), axis=0)
+        per_run = per_example.groupby(level=["run_id", "kind"]).mean()
+        long = per_run.stack().rename("fraction").reset_index()
         long["group_index"] = long["group"].map({g: i for i, g in enumerate(order)})
+        run_capped = capped.droplevel(list(range(len(cols)))) if cols else capped
+        long["n_capped"] = [int(run_capped.get((r, k), 0)) for r, k in zip(long["run_id"], long["kind"], strict=True)]
         parts.append(long.assign(**config))
-    table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction"], keys=keys)
+    table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction", "n_capped"], keys=keys)
     groups = list(configs(table))
     fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.2, 3.3))
     for ax, (config, rows) in zip(axes, groups, strict=False):
@@ -173,9 +185,12 @@ def figure5c(
             means = part["fraction_mean"].to_numpy(float)
             lo, hi = part["fraction_lo"].to_numpy(float), part["fraction_hi"].to_numpy(float)
             err = np.vstack([means - lo, hi - means]) if np.isfinite(lo).all() else None
-            ax.bar(x + offset, means, 0.4, yerr=err, capsize=2, label=f"{kind} targets")
+            n_capped = float(part["n_capped_mean"].dropna().iloc[0])
+            ax.bar(x + offset, means, 0.4, yerr=err, capsize=2,
+                   label=f"{kind} targets ({n_capped:g} capped per run, left out)")
         ax.set_xticks(x, names, rotation=60, fontsize=7)
-        ax.set_ylabel("fraction of removed units")
-        ax.set_title(f"{config_label(config)} (n={int(rows['n_seeds'].max())})", fontsize=8)
+        ax.set_ylabel("fraction of an example's removed units")
+        ax.set_title(f"{config_label(config)} (n={int(rows['n_seeds'].max())}; flipped examples weigh equally)",
+                     fontsize=8)
         ax.legend(fontsize=7)
     return Output(table, fig)

@@ -255,16 +255,21 @@ def _figure5(results: Results, w: _Writer) -> str:
         _p("(a) Units removed until the prediction flips", "caption")
         + _claim("figure5a")
         + w.figure(a.figure, "figure5a", "units to flip, clean vs noisy")
-        + _p("Units over flipped examples; flipped_frac in %:")
+        + _p("Units over flipped examples; flipped_frac in %. The flip cap censors: an example that hit it is "
+             "left out of the median and mean (its count is only known to exceed the cap) and counted in "
+             "flipped_frac.")
         + w.table(shown, "figure5a")
         + _p("(b) Accuracy lost by the edited model (base minus edited, percentage points)", "caption")
         + _claim("figure5b")
         + w.figure(b.figure, "figure5b", "accuracy lost by the edit")
         + w.table(format_summary(b.table, drops), "figure5b", full=b.table)
-        + _p("(c) Layer groups of the removed units (% of all removed units)", "caption")
+        + _p("(c) Layer groups of the removed units (% of each flipped example's removed units, averaged "
+             "over examples so each weighs the same; n_capped = examples per run that hit the cap, left out)",
+             "caption")
         + _claim("figure5c")
         + w.figure(c.figure, "figure5c", "layers of removed units")
-        + w.table(format_summary(c.table, ["fraction"]), "figure5c", full=c.table)
+        + w.table(format_summary(format_summary(c.table, ["fraction"]), ["n_capped"], scale=1.0), "figure5c",
+                  full=c.table)
     )
 
 

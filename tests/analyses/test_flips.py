@@ -86,6 +86,9 @@ def test_figure5a_units_flip_rate_and_paper_number():
     assert t.loc["noisy", "n_seeds"] == 2
     assert t.loc["noisy", "paper_units"] == 5.0
     assert out.figure is not None
+    legend = [text.get_text() for ax in out.figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    assert legend == ["clean: median 10 of the 50% that flipped", "noisy: median 3 of the 100% that flipped"]
+    assert "out of the median, in the flipped share" in out.figure.axes[0].get_title()
 
 
 def test_figure5a_other_setting_has_no_paper_number():
@@ -101,15 +104,21 @@ def test_figure5b_accuracy_lost_is_base_minus_edited_over_flipped_examples():
     assert t.loc["clean", "test_acc_drop_mean"] == pytest.approx(0.1)
 
 
-def test_figure5c_fraction_of_removed_units_per_group_in_forward_order():
+def test_figure5c_weighs_each_flipped_example_equally_in_forward_order():
+    """Noisy: example 1 removed conv2, conv1 (1/2 each), example 2 four conv1 units: conv1 = (1/2 + 1)/2 = 3/4,
+    not the pooled 5/6. Clean: the capped example (1000 units, here all in `linear`) is left out and counted."""
     out = figure5c(flip_rows(), group_order=["conv1", "conv2", "conv3", "linear"])
     t = out.table.set_index(["kind", "group"])
-    assert t.loc[("noisy", "conv1"), "fraction_mean"] == pytest.approx(5 / 6)
-    assert t.loc[("noisy", "conv2"), "fraction_mean"] == pytest.approx(1 / 6)
-    assert t.loc[("noisy", "linear"), "fraction_mean"] == 0.0  # zero-filled, not missing
-    assert t.loc[("clean", "linear"), "fraction_mean"] == pytest.approx(1 / 11)
-    assert list(dict.fromkeys(out.table["group"])) == ["conv1", "conv2", "linear"]
+    assert t.loc[("noisy", "conv1"), "fraction_mean"] == pytest.approx(3 / 4)
+    assert t.loc[("noisy", "conv2"), "fraction_mean"] == pytest.approx(1 / 4)
+    assert t.loc[("clean", "conv1"), "fraction_mean"] == 0.0  # zero-filled, not missing
+    assert t.loc[("clean", "conv2"), "fraction_mean"] == pytest.approx(1.0)
+    assert "linear" not in set(out.table["group"])  # only the capped example removed units there
+    assert t.loc[("clean", "conv2"), "n_capped_mean"] == 1 and t.loc[("noisy", "conv1"), "n_capped_mean"] == 0
+    assert list(dict.fromkeys(out.table["group"])) == ["conv1", "conv2"]
     assert out.figure is not None
+    legend = [text.get_text() for ax in out.figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    assert "clean targets (1 capped per run, left out)" in legend
 
 
 def test_unit_groups_reads_parquet_cells():
@@ -134,5 +143,5 @@ def test_figure5c_keeps_architectures_apart():
     both = pd.concat([flip_rows(), mlp], ignore_index=True)
     table = figure5c(both, {"mlp": ["fc1", "fc2", "head"], "resnet9": ["conv1", "conv2", "linear"]}).table
     assert set(table.loc[table["arch"] == "mlp", "group"]) == {"fc1", "fc2"}
-    assert set(table.loc[table["arch"] == "resnet9", "group"]) == {"conv1", "conv2", "linear"}
+    assert set(table.loc[table["arch"] == "resnet9", "group"]) == {"conv1", "conv2"}
     assert list(table.loc[table["arch"] == "mlp", "group"].drop_duplicates()) == ["fc1", "fc2"]
