@@ -3,6 +3,11 @@
 Every run is one sample. Values are first averaged within a run (so a run with many rows per key counts
 once), then summarised across the runs of one configuration. A single run gives a mean and no interval,
 and the tables say so rather than showing a zero-width interval.
+
+Bounded quantities (accuracies and fractions in [0, 1], cosines and accuracy differences in [-1, 1]) get their
+t-interval on the logit scale of the range, mapped back, so it never leaves the range: with two or three seeds
+a plain t-interval on an accuracy near 100% reaches far above it. Values at a bound are moved in by 1e-3 of
+the range first (a logit of 0 or 1 is infinite). The mean is always the plain mean of the runs' values.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from scipy import stats as sstats
 GROUP_COLUMNS = ("config_id", "dataset", "arch", "variant", "noise", "width", "epochs", "lr", "batch_size", "p_gen",
                  "p_mem")
 CONFIDENCE = 0.95
+EDGE = 1e-3  # how far a value at a bound is moved inside before its logit is taken
+
+
+def bounds_of(value: str) -> tuple[float, float] | None:
+    """The range a summarised column lives in, from its name (None: unbounded, a plain t-interval)."""
+    if value.endswith(("_acc", "_frac")) or value in ("fraction", "auroc", "precision_at_rate", "chance"):
+        return 0.0, 1.0
+    if value == "cosine" or value.endswith("_drop"):
+        return -1.0, 1.0
+    return None
 
 
 def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
@@ -50,7 +65,8 @@ def across_seeds(
     """Summarise `values` over runs for each configuration and key.
 
     Returns one row per (configuration columns, keys) with `<v>_mean`, `<v>_lo`, `<v>_hi` per value and
-    `n_seeds` (number of runs). The interval is a two-sided t-interval on the per-run values.
+    `n_seeds` (number of runs). The interval is a two-sided t-interval on the per-run values, on the logit
+    scale for bounded values (`bounds_of`), so it stays within their range.
     """
     cols = list(group) if group is not None else group_columns(df)
     cols = cols + [k for k in keys if k not in cols]
@@ -76,10 +92,26 @@ def across_seeds(
         n = count[v].to_numpy(dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             tq = np.where(n >= 2, sstats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
+        m = mean[v].to_numpy(dtype=float)
+        bounds = bounds_of(v)
+        if bounds is None:
             half = tq * std[v].to_numpy(dtype=float) / np.sqrt(n)
-        out[f"{v}_mean"] = mean[v].to_numpy()
-        out[f"{v}_lo"] = mean[v].to_numpy() - half
-        out[f"{v}_hi"] = mean[v].to_numpy() + half
+            lo, hi = m - half, m + half
+        else:
+            low, high = bounds
+            unit = ((per_run[v] - low) / (high - low)).clip(EDGE, 1 - EDGE)
+            logit = np.log(unit / (1 - unit))
+            by = logit.groupby([per_run[c] for c in cols], dropna=False, sort=True)
+            centre = by.mean().reindex(mean.index).to_numpy(dtype=float)
+            half = tq * by.std(ddof=1).reindex(mean.index).to_numpy(dtype=float) / np.sqrt(n)
+            with np.errstate(over="ignore"):
+                lo = low + (high - low) / (1 + np.exp(-(centre - half)))
+                hi = low + (high - low) / (1 + np.exp(-(centre + half)))
+            lo, hi = np.fmin(lo, m), np.fmax(hi, m)  # the interval holds the plain mean it is printed beside
+            lo[~np.isfinite(tq)], hi[~np.isfinite(tq)] = np.nan, np.nan
+        out[f"{v}_mean"] = m
+        out[f"{v}_lo"] = lo
+        out[f"{v}_hi"] = hi
     out["n_seeds"] = grouped["run_id"].nunique().to_numpy()
     return out.reset_index()
 
