@@ -146,7 +146,7 @@ def figure5c(
     """
     df = _with_kind(flips)
     cols = group_columns(df)
-    capped = (~df["flipped"].astype(bool)).groupby([df[c] for c in cols + ["run_id", "kind"]], dropna=False).sum()
+    capped = (~df["flipped"].astype(bool)).groupby([df["run_id"], df["kind"]]).sum()  # run_id fixes the config
     records = []
     for row in df[df["flipped"].astype(bool)][cols + ["run_id", "kind", "example_id", "units"]].itertuples(
             index=False):
@@ -169,8 +169,7 @@ def figure5c(
         per_run = per_example.groupby(level=["run_id", "kind"]).mean()
         long = per_run.stack().rename("fraction").reset_index()
         long["group_index"] = long["group"].map({g: i for i, g in enumerate(order)})
-        run_capped = capped.droplevel(list(range(len(cols)))) if cols else capped
-        long["n_capped"] = [int(run_capped.get((r, k), 0)) for r, k in zip(long["run_id"], long["kind"], strict=True)]
+        long["n_capped"] = [int(capped.get((r, k), 0)) for r, k in zip(long["run_id"], long["kind"], strict=True)]
         parts.append(long.assign(**config))
     table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction", "n_capped"], keys=keys)
     groups = list(configs(table))

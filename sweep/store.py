@@ -21,8 +21,14 @@ from pyarrow import fs as pafs
 from sweep.config import RunConfig
 from sweep.errors import UserError
 
-TABLES = ("runs", "examples", "epochs", "gradients", "rewinding", "retraining", "flips", "dropout",
-          "dropout_examples")
+# Every table and the columns that identify one of its rows: a row is never written twice under one key.
+TABLE_KEYS = {
+    "runs": ["run_id"], "examples": ["run_id", "example_id"], "epochs": ["run_id", "epoch"],
+    "gradients": ["run_id", "epoch", "layer"], "rewinding": ["run_id", "layer", "rewind_epoch"],
+    "retraining": ["run_id", "layer", "epoch"], "flips": ["run_id", "example_id"], "dropout": ["run_id", "mode"],
+    "dropout_examples": ["run_id", "example_id"],
+}
+TABLES = tuple(TABLE_KEYS)
 
 
 def resolve_location(location: str) -> str:

@@ -13,15 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sweep.store import TABLE_KEYS
 from tests import ray_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {
-    "runs": ["run_id"], "examples": ["run_id", "example_id"], "epochs": ["run_id", "epoch"],
-    "gradients": ["run_id", "epoch", "layer"], "rewinding": ["run_id", "layer", "rewind_epoch"],
-    "retraining": ["run_id", "layer", "epoch"], "flips": ["run_id", "example_id"], "dropout": ["run_id", "mode"],
-    "dropout_examples": ["run_id", "example_id"],
-}
+KEYS = TABLE_KEYS
 
 pytestmark = pytest.mark.slow
 
