@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on trainings at once (default: no cap)")
     p.add_argument("--only", default=None,
                    help="comma-separated subset of analyses to run (default: all registered)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the SHA-256 of every finished file against its done-record before skipping work "
+                        "(sizes are always checked; checkpoints always when a task reads them)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the runs and tasks that would launch and the checkpoint storage, then exit")
     p.add_argument("--no-report", action="store_true",
@@ -71,6 +74,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from sweep.grids import load_grid
     from sweep.probes import PROBES
     from sweep.progress import ProgressView
+    from sweep.store import check_writable
 
     grid = load_grid(args.grid)
     only = None
@@ -82,10 +86,11 @@ def _sweep(args: argparse.Namespace) -> int:
                             f"accepted: {', '.join(PROBES)}")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_concurrent < 0:
         raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0 and --max-concurrent >= 0")
+    check_writable(args.results, "--results")  # a file, a read-only folder or an unknown URI scheme: exit 2 here
     # Paths are resolved here, against the directory the command runs in, before anything reaches Ray.
     opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                   max_concurrent=args.max_concurrent, only=only).resolved()
+                   max_concurrent=args.max_concurrent, only=only, verify=args.verify).resolved()
     if args.dry_run:
         print("\n".join(describe(grid, opts)))
         return 0
@@ -93,10 +98,11 @@ def _sweep(args: argparse.Namespace) -> int:
         load_dataset(dataset, opts.data_dir, args.download)  # missing files fail here, before any work
 
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
+    summary = None
     try:
         summary = run_grid(grid, opts, ProgressView())
     finally:
-        shutdown_ray()
+        logs = shutdown_ray(keep_logs=summary is not None and bool(summary.failures))
     if summary.interrupted is not None:
         name = signal.Signals(summary.interrupted).name
         print(f"interrupted by {name}: {summary.tally}; rerun the same command to resume", file=sys.stderr)
@@ -105,6 +111,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if summary.failures or not summary.tally.complete:
         for failure in summary.failures:
             print(f"FAILED {failure}", file=sys.stderr)
+        if logs:
+            print(f"worker logs (tracebacks): {logs}/logs", file=sys.stderr)
         print(f"error: the sweep is not complete ({summary.tally}); rerun the same command to retry what failed",
               file=sys.stderr)
         return 1

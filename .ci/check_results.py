@@ -10,8 +10,8 @@ import sys
 
 import pandas as pd
 
-from sweep.engine import selected_probes, tally
 from sweep.grids import load_grid
+from sweep.plan import selected_probes, tally
 from sweep.store import TABLE_KEYS, Store
 
 

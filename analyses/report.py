@@ -464,6 +464,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # Bad input is one line and exit 2, checked before anything is read or written (no report folder made).
+    if not table_files(args.results, "runs"):
+        print(
+            f"error: no sweep results under {args.results} (no runs table); run `python run_sweep.py` first "
+            "or pass --results DIR of a sweep",
+            file=sys.stderr,
+        )
+        return 2
+    from sweep.errors import UserError
+    from sweep.store import check_writable
+
+    try:
+        check_writable(args.out or os.path.join(args.results, "report"), "--out")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(write_report(args.results, args.out, args.data_dir))
     return 0
 

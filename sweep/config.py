@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 from sweep.errors import UserError
@@ -39,6 +40,7 @@ class RunConfig:
         from sweep.data import DATASETS
         from sweep.models import MODELS
 
+        _check_kinds(self, _RUN_KINDS)
         if self.dataset not in DATASETS:
             raise UserError(f"unknown dataset {self.dataset!r}; accepted: {', '.join(sorted(DATASETS))}")
         if self.arch not in MODELS:
@@ -47,17 +49,17 @@ class RunConfig:
             raise UserError(f"unknown variant {self.variant!r}; accepted: {', '.join(VARIANTS)}")
         if self.variant != "standard" and self.arch not in ("mlp", "resnet9"):
             raise UserError(f"variant {self.variant!r} needs arch mlp or resnet9, not {self.arch!r}")
-        if not (isinstance(self.noise, (int, float)) and 0.0 <= self.noise < 1.0):
+        if not 0.0 <= self.noise < 1.0:
             raise UserError(f"noise rate must be in [0, 1), got {self.noise!r}")
         for name in ("seed", "noise_seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if value < 0:
                 raise UserError(f"{name} must be a non-negative integer, got {value!r}")
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
-        if not (isinstance(self.width, (int, float)) and 0 < self.width <= 16):
+        if not 0 < self.width <= 16:
             raise UserError(f"width must be in (0, 16], got {self.width!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+        if not (self.lr > 0 and math.isfinite(self.lr)):
             raise UserError(f"lr must be a positive number, got {self.lr!r}")
         if not (0 < self.p_gen < 1 and 0 < self.p_mem <= 1):
             raise UserError(f"p_gen must be in (0, 1) and p_mem in (0, 1], got {self.p_gen!r}, {self.p_mem!r}")
@@ -116,19 +118,21 @@ class AnalysisConfig:
     flip_chunk: int = 500
 
     def validate(self) -> AnalysisConfig:
-        """Refuse settings that would make a probe meaningless (counts or caps below 1, negative epochs)."""
-        if any((not isinstance(e, int)) or e < 0 for e in self.rewind_epochs):
+        """Refuse settings of the wrong type or that would make a probe meaningless (counts or caps below 1,
+        negative epochs, a non-finite noise scale)."""
+        _check_kinds(self, _ANALYSIS_KINDS)
+        if any(e < 0 for e in self.rewind_epochs):
             raise UserError(f"rewind_epochs must be non-negative integers, got {self.rewind_epochs!r}")
-        if not isinstance(self.rewind_buffers, bool):
-            raise UserError(f"rewind_buffers must be true or false, got {self.rewind_buffers!r}")
         for name in ("retrain_epochs", "retrain_patience", "flip_clean", "flip_noisy", "flip_cap",
                      "flip_population", "flip_chunk"):
             _positive_int(name, getattr(self, name))
-        if not isinstance(self.flip_noise_copies, int) or self.flip_noise_copies < 0:
+        if self.flip_noise_copies < 0:
             raise UserError(f"flip_noise_copies must be a non-negative integer, got {self.flip_noise_copies!r}")
+        if not (math.isfinite(self.flip_noise_scale) and self.flip_noise_scale >= 0):
+            raise UserError(f"flip_noise_scale must be a finite number >= 0, got {self.flip_noise_scale!r}")
         if self.flip_eval_size is not None:
             _positive_int("flip_eval_size", self.flip_eval_size)
-        if not self.retrain_lr > 0:
+        if not (self.retrain_lr > 0 and math.isfinite(self.retrain_lr)):
             raise UserError(f"retrain_lr must be positive, got {self.retrain_lr!r}")
         return self
 
@@ -138,13 +142,49 @@ class AnalysisConfig:
         values = dict(values)
         if values.get("flip_eval_size") == "all":
             values["flip_eval_size"] = None
-        if "rewind_epochs" in values:
-            values["rewind_epochs"] = tuple(values["rewind_epochs"])  # type: ignore[arg-type]
+        if isinstance(values.get("rewind_epochs"), list):  # anything else is left for validate() to refuse
+            values["rewind_epochs"] = tuple(values["rewind_epochs"])
         return _from_dict(cls, values)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What a field accepts, by kind: a description for the message and the test. bool is a subclass of int in Python,
+# so true/false is refused where a number is expected and a number where true/false is; a float field takes ints.
+_KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "ints": ("a list of integers", lambda v: isinstance(v, (list, tuple)) and all(_is_int(e) for e in v)),
+    "int_or_all": ('an integer or "all"', lambda v: v is None or _is_int(v)),
+}
+# One table per dataclass: field -> kind. Every field must be listed (a missing one is a KeyError in any test).
+_RUN_KINDS = {
+    "dataset": "str", "arch": "str", "variant": "str", "noise": "float", "seed": "int", "noise_seed": "int",
+    "width": "float", "epochs": "int", "batch_size": "int", "lr": "float", "p_gen": "float", "p_mem": "float",
+}
+_ANALYSIS_KINDS = {
+    "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",
+    "retrain_patience": "int", "flip_clean": "int", "flip_noisy": "int", "flip_cap": "int", "flip_population": "int",
+    "flip_noise_copies": "int", "flip_noise_scale": "float", "flip_eval_size": "int_or_all", "flip_chunk": "int",
+}
+
+
+def _check_kinds(obj: object, kinds: dict[str, str]) -> None:
+    """Check every field of dataclass `obj` against its kind in `kinds`, before any comparison could raise a
+    TypeError: a wrong type is one UserError naming the field, the value given and what is accepted."""
+    for f in fields(obj):  # type: ignore[arg-type]
+        accepted, ok = _KINDS[kinds[f.name]]
+        value = getattr(obj, f.name)
+        if not ok(value):
+            raise UserError(f"{f.name} must be {accepted}, got {value!r}")
+
+
 def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value) or value < 1:  # type: ignore[operator]
         raise UserError(f"{name} must be an integer >= 1, got {value!r}")
 
 

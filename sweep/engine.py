@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,10 +30,23 @@ from dataclasses import asdict, dataclass, field, replace
 import ray
 from ray import tune
 
+from sweep import lock, reaper, records
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
-from sweep.errors import Interrupted, UserError
+from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
 from sweep.models.for_run import build_model_for
+from sweep.plan import (
+    Plan,
+    Tally,
+    Task,
+    check_results_match,
+    make_plan,
+    repair,
+    selected_probes,
+    task_record,
+    tasks_for,
+    withdraw_run,
+)
 from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView
 from sweep.store import Store, resolve_location, with_run_columns
@@ -56,6 +71,7 @@ class Options:
     max_concurrent: int = 0
     only: tuple[str, ...] | None = None
     max_failures: int = 2
+    verify: bool = False  # check every recorded file's SHA-256 before skipping work (sizes are always checked)
 
     def resolved(self) -> Options:
         """Local paths made absolute against the driver's working directory, URIs unchanged: trials and tasks
@@ -63,94 +79,14 @@ class Options:
         return replace(self, results=resolve_location(self.results), data_dir=resolve_location(self.data_dir))
 
 
-@dataclass(frozen=True)
-class Task:
-    """One probe shard of one run: the unit of fan-out and of resume."""
-
-    cfg: RunConfig
-    probe: str
-    shard: str
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.cfg.run_id}-{self.probe}-{self.shard}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.probe} {self.shard} of {self.cfg.run_id}"
-
-
-def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
-    return {name: p for name, p in PROBES.items() if only is None or name in only}
-
-
-def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig) -> list[Task]:
-    return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
-            for shard in probe.shards(cfg, analysis)]
-
-
-def task_done(store: Store, task: Task) -> bool:
-    return all(store.has_table_file(t, task.file_name) for t in PROBES[task.probe].tables)
-
-
-@dataclass(frozen=True)
-class Tally:
-    """What the results folder holds for a grid: the only source of 'done' the driver reports."""
-
-    runs_done: int
-    runs_total: int
-    tasks_done: int
-    tasks_total: int
-
-    @property
-    def complete(self) -> bool:
-        return self.runs_done == self.runs_total and self.tasks_done == self.tasks_total
-
-    def __str__(self) -> str:
-        return (f"{self.runs_done} of {self.runs_total} runs and {self.tasks_done} of {self.tasks_total} "
-                "analysis tasks finished")
-
-
-def tally(store: Store, grid: Grid, probes: dict[str, Probe]) -> Tally:
-    runs_done = sum(run_is_complete(store, cfg) for cfg in grid.runs)
-    tasks = [t for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis)]
-    return Tally(runs_done, len(grid.runs), sum(task_done(store, t) for t in tasks), len(tasks))
-
-
-def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]:
-    """Probe files of this grid's runs that no task of this grid owns: made under other analysis settings.
-
-    pandas reads every file of a table, so such a file would sit beside the new ones: a chunk of flips whose
-    targets differ from what its name now means, or rows counted twice. Names of settings-dependent shards
-    carry a digest of those settings (flip chunks do), which is what makes leftovers visible here.
-    """
-    listing = {table: set(store.list(table)) for p in probes.values() for table in p.tables}
-    stale = []
-    for cfg in grid.runs:
-        for name, probe in probes.items():
-            if not probe.applies(cfg):
-                continue
-            prefix = f"{cfg.run_id}-{name}-"
-            owned = {f"{Task(cfg, name, shard).file_name}.parquet" for shard in probe.shards(cfg, grid.analysis)}
-            for table in probe.tables:
-                stale += [f"{table}/{f}" for f in sorted(listing[table]) if f.startswith(prefix) and f not in owned]
-    return stale
-
-
-def check_results_match(grid: Grid, opts: Options) -> None:
-    """Refuse (UserError, before any work) to add to results that hold probe files from other settings."""
-    store = Store(opts.results)
-    stale = stale_files(store, grid, selected_probes(opts.only))
-    if stale:
-        raise UserError(f"{len(stale)} result file(s) under {store.uri} were made with other analysis settings "
-                        f"than grid {grid.name!r} uses (first: {stale[0]}); delete them to recompute with these "
-                        "settings, rerun with the settings that made them, or use another --results")
-
-
 def first_line(exc: BaseException) -> str:
-    """An error as one line: its type and the first line of its message (Ray's wrapper unwrapped)."""
+    """An error as one line: its type and the first line of its message, Ray's wrappers unwrapped. A wrapper
+    that carries only a traceback as text (`ray::ImplicitFunc.train() (pid=...)` and the lines under it) gives
+    the traceback's last line, which names the real error."""
     cause = getattr(exc, "cause", None) or exc
-    text = str(cause).strip().splitlines()
+    text = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    if text and text[0].startswith("ray::") and len(text) > 1:
+        return text[-1]
     return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
 
 
@@ -195,10 +131,16 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
     analysis = AnalysisConfig(**analysis_fields)
     store = Store(opts.results)
     task = Task(cfg, probe_name, shard)
-    run = load_run(store, cfg, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download)
-    frames = registry[probe_name].run(run, shard, analysis)
-    for table in registry[probe_name].tables:
-        store.write_table(table, task.file_name, with_run_columns(frames[table], cfg))
+    try:
+        run = load_run(store, cfg, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download)
+        frames = registry[probe_name].run(run, shard, analysis)
+    except DamagedFile as exc:
+        withdraw_run(store, cfg, exc.rel)
+        raise UserError(f"{exc}; the run's done-record is withdrawn, so the next sweep trains it again") from exc
+    files = {store.table_file(table, task.file_name): store.write_table(table, task.file_name,
+                                                                        with_run_columns(frames[table], cfg))
+             for table in registry[probe_name].tables}
+    records.write(store, records.task_record_path(task.file_name), task_record(task, run.record_id, analysis, files))
     return sum(len(f) for f in frames.values()), time.monotonic() - start
 
 
@@ -236,8 +178,8 @@ class _Driver:
     signum: int | None = None
 
     def queue_tasks(self, cfg: RunConfig) -> None:
-        """Queue the run's probe tasks whose files are missing."""
-        self.queue.extend(t for t in tasks_for(cfg, self.probes, self.grid.analysis) if not task_done(self.store, t))
+        """Queue every probe task of a run just trained: results of an earlier training of it are void."""
+        self.queue.extend(tasks_for(cfg, self.probes, self.grid.analysis))
 
     def fail(self, what: str) -> None:
         self.failures.append(what)
@@ -396,17 +338,57 @@ def init_ray(opts: Options) -> None:
             from ray._private import ray_constants
 
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            os.environ[reaper.MARK] = uuid.uuid4().hex  # inherited by every process of the cluster
             ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
                      configure_logging=False)
+            _start_reaper()
     except (ConnectionError, TimeoutError) as exc:
         raise UserError(f"cannot connect to Ray at {opts.address or 'a new local cluster'}: {first_line(exc)}") from exc
 
 
-def shutdown_ray() -> None:
-    """Disconnect; a private local cluster stops with its driver."""
-    if ray.is_initialized():
-        ray.shutdown()
+_private: dict[str, object] = {}  # the private cluster of this driver: its session folder and its reaper
+
+
+def _start_reaper() -> None:
+    """Start the watcher that stops the private cluster if this driver is killed (sweep.reaper)."""
+    node = ray._private.worker._global_node
+    heads = [str(info.process.pid) for infos in node.all_processes.values() for info in infos]
+    session = node.get_session_dir_path()
+    _private["session"] = session
+    _private["reaper"] = subprocess.Popen(
+        [sys.executable, "-m", "sweep.reaper", str(os.getpid()), os.environ[reaper.MARK], session, *heads],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def shutdown_ray(keep_logs: bool = False) -> str | None:
+    """Disconnect; a private local cluster stops with its driver, and its session folder is removed unless
+    `keep_logs` (then its path is returned: the workers' logs hold the tracebacks of what failed)."""
+    if not ray.is_initialized():
+        return None
+    ray.shutdown()
+    watcher = _private.pop("reaper", None)
+    if isinstance(watcher, subprocess.Popen):
+        watcher.terminate()
+        watcher.wait()
+    session = _private.pop("session", None)
+    if isinstance(session, str):
+        if keep_logs:
+            return session
+        reaper.remove_session(session)
+    return None
+
+
+def check_resources(opts: Options) -> None:
+    """Refuse, before any trial waits for them, trials or tasks that no node of the cluster can hold."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for flag, name, wanted in (("--cpus-per-trial", "CPU", opts.cpus_per_trial),
+                               ("--gpus-per-trial", "GPU", opts.gpus_per_trial)):
+        most = max((n.get(name, 0.0) for n in nodes), default=0.0)
+        if wanted > most:
+            raise UserError(f"{flag} {wanted:g} asks for more than any node of the Ray cluster has ({most:g} "
+                            f"{name}s on its largest node); accepted here: 0 to {most:g}")
 
 
 def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Summary:
@@ -415,20 +397,31 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Sum
     On SIGINT or SIGTERM it stops trials and tasks and returns with `interrupted` set to the signal.
     """
     opts = opts.resolved()
-    check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)
-    view = view or ProgressView()
-    pending = [cfg for cfg in grid.runs if not run_is_complete(store, cfg)]
-    tasks = [t for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis)]
-    todo = [t for t in tasks if not task_done(store, t)]
+    with lock.holding(store):
+        plan = make_plan(store, grid, probes, checksums=opts.verify)
+        check_results_match(store, grid, probes, plan)
+        view = view or ProgressView()
+        for line in plan.damage_lines():
+            view.print(line)
+        repair(store, plan, grid)
+        init_ray(opts)
+        check_resources(opts)
+        return _drive(grid, opts, store, probes, plan, view)
+
+
+def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], plan: Plan,
+           view: ProgressView) -> Summary:
+    """Train the plan's pending runs and run its tasks on the connected cluster, until done or interrupted."""
+    pending, todo = plan.pending, plan.todo
     epochs_left: Counter[str] = Counter()
     for cfg in pending:
         epochs_left[cfg.arch] += cfg.epochs
-    progress = Progress(runs_total=len(grid.runs), tasks_total=len(tasks), runs_done=len(grid.runs) - len(pending),
-                        tasks_done=len(tasks) - len(todo), epochs_left=dict(epochs_left),
+    tally = plan.tally
+    progress = Progress(runs_total=tally.runs_total, tasks_total=tally.tasks_total, runs_done=tally.runs_done,
+                        tasks_done=tally.tasks_done, epochs_left=dict(epochs_left),
                         tasks_left=dict(Counter(t.probe for t in todo)))
-    init_ray(opts)
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
     driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
@@ -446,7 +439,7 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Sum
             driver.cancel()
     view.show(progress, force=True)
     view.close()
-    return Summary(tally=tally(store, grid, probes), trained=driver.trained, tasks_run=driver.tasks_run,
+    return Summary(tally=make_plan(store, grid, probes).tally, trained=driver.trained, tasks_run=driver.tasks_run,
                    failures=driver.failures, interrupted=driver.signum)
 
 
@@ -472,24 +465,24 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
 def describe(grid: Grid, opts: Options) -> list[str]:
     """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs."""
     opts = opts.resolved()
-    check_results_match(grid, opts)
     store = Store(opts.results)
     probes = selected_probes(opts.only)
-    lines, total_bytes, n_tasks = [], 0, 0
+    plan = make_plan(store, grid, probes, checksums=opts.verify)
+    check_results_match(store, grid, probes, plan)
+    pending = {cfg.run_id for cfg in plan.pending}
+    lines, total_bytes = plan.damage_lines(), 0
     for cfg in grid.runs:
         n_params = sum(p.numel() for p in build_model_for(cfg).parameters())
         ckpt = n_params * 4 * (cfg.epochs + 1) + n_params * 4 * 3
         total_bytes += ckpt
-        tasks = tasks_for(cfg, probes, grid.analysis)
-        todo = [t for t in tasks if not task_done(store, t)]
-        n_tasks += len(todo)
-        state = "done" if run_is_complete(store, cfg) else "to train"
+        todo = [t for t in plan.todo if t.cfg == cfg]
+        state = "to train" if cfg.run_id in pending else "done"
         fields = " ".join(f"{k}={getattr(cfg, k)}" for k in CONFIG_COLUMNS)
         counts = {p: sum(t.probe == p for t in todo) for p in probes}
         per_probe = ", ".join(f"{p} {n}" for p, n in counts.items() if n)
         lines.append(f"{cfg.run_id}  [{state}]  {fields}  params={n_params:,}  ckpt={ckpt / 2**20:.1f} MiB"
                      f"  tasks: {per_probe or 'none left'}")
-    lines.append(f"{len(grid.runs)} runs, {n_tasks} probe tasks to run; checkpoints need about "
+    lines.append(f"{len(grid.runs)} runs, {len(plan.todo)} probe tasks to run; checkpoints need about "
                  f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node)")
     return lines
 

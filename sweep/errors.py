@@ -10,6 +10,15 @@ class UserError(Exception):
     """Bad input from the user: the message says what was wrong and what is accepted, in one line."""
 
 
+class DamagedFile(UserError):
+    """A file of the results folder that is missing, cut short or altered since its done-record was written:
+    another try reads the same bytes, so it is never retried; the unit that made the file is redone instead."""
+
+    def __init__(self, rel: str, message: str) -> None:
+        super().__init__(message)
+        self.rel = rel
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM reached the driver. The sweep raises it from its own polling loop, never from inside
     Ray's code, so trials and tasks are stopped in order."""

@@ -101,7 +101,10 @@ def load_grid(name_or_path: str) -> Grid:
     if unknown or not isinstance(doc.get("runs"), list):
         raise UserError(f"grid file {path} needs [[runs]] blocks and an optional [analysis] table"
                         + (f"; unknown top-level key(s): {', '.join(unknown)}" if unknown else ""))
+    for block in doc["runs"]:
+        if not isinstance(block, dict):
+            raise UserError(f"grid file {path}: each [[runs]] block must be a table, got {block!r}")
     analysis = doc.get("analysis", {})
     if not isinstance(analysis, dict):
-        raise UserError(f"grid file {path}: [analysis] must be a table")
+        raise UserError(f"grid file {path}: [analysis] must be a table, got {analysis!r}")
     return Grid(path.stem, expand(doc["runs"]), AnalysisConfig.from_dict(analysis))

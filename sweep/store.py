@@ -7,10 +7,12 @@ ignore names starting with '.', so a half-written temporary file is never read a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 import uuid
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
@@ -19,7 +21,7 @@ import torch
 from pyarrow import fs as pafs
 
 from sweep.config import RunConfig
-from sweep.errors import UserError
+from sweep.errors import DamagedFile
 
 # Every table and the columns that identify one of its rows: a row is never written twice under one key.
 TABLE_KEYS = {
@@ -44,6 +46,42 @@ def resolve_location(location: str) -> str:
     return os.path.abspath(os.path.expanduser(location))
 
 
+def check_writable(location: str, flag: str) -> None:
+    """Refuse, as one UserError naming `flag`, an output folder this process could not write; creates nothing.
+
+    A local path (or a file:// URI) must be a folder or be creatable: its nearest existing ancestor must be a
+    folder this process may write into. Any other URI must name a filesystem pyarrow understands (whether the
+    bucket is writable is only known on the first write). Call it before any work starts, so bad input fails
+    in one line instead of after Ray started.
+    """
+    from sweep.errors import UserError  # here, not at the top: the module's imports are another change's
+
+    if "://" in location:
+        try:
+            filesystem, local = pafs.FileSystem.from_uri(location)
+        except (ValueError, OSError, NotImplementedError, pa.ArrowException) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            if "Unrecognized filesystem type" in reason:
+                raise UserError(f"{flag} {location!r} has an unsupported URI scheme; accepted: file://, s3://, "
+                                "gs://, hdfs:// (what pyarrow understands) or a local path") from exc
+            raise UserError(f"{flag} {location!r} cannot be opened by pyarrow: {reason}") from exc
+        if not isinstance(filesystem, pafs.LocalFileSystem):
+            return
+        location = local
+    path = resolve_location(location)
+    existing = path
+    while not os.path.lexists(existing):  # lexists: a dangling link is "something there", not a free name
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        if existing == path:
+            what = "is a file" if os.path.isfile(path) else "is not a folder"
+            raise UserError(f"{flag} {path} {what}; give a folder (it is created if missing)")
+        raise UserError(f"{flag} {path} cannot be created under a file ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" on {existing}"
+        raise UserError(f"{flag} {path} is not writable (permission denied{where})")
+
+
 def with_run_columns(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     """`frame` with `run_id` and the run's config columns (every defining field, `config_id`) in front: every
     row of every table carries them, so tables filter and group without joins. A table column named like a
@@ -53,6 +91,19 @@ def with_run_columns(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     if clash:
         raise ValueError(f"table column(s) {', '.join(clash)} collide with the run's config columns")
     return frame.assign(**columns)[[*columns, *frame.columns]]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """What a finished file must look like: its size (checked cheaply, from a listing) and its SHA-256 (checked
+    when the file is read, or for every file with --verify)."""
+
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileEntry:
+        return cls(len(data), hashlib.sha256(data).hexdigest())
 
 
 class Store:
@@ -73,8 +124,8 @@ class Store:
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        """Atomically place `data` at `rel` (temporary name, then move)."""
+    def write_bytes(self, rel: str, data: bytes) -> FileEntry:
+        """Atomically place `data` at `rel` (temporary name, then move); returns its entry for a done-record."""
         final = self.path(rel)
         parent, name = final.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
@@ -82,10 +133,25 @@ class Store:
         with self.fs.open_output_stream(tmp) as out:
             out.write(data)
         self.fs.move(tmp, final)
+        return FileEntry.of(data)
 
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self.path(rel)) as f:
             return f.read()
+
+    def delete(self, rel: str) -> None:
+        """Remove a file or a folder (with everything in it); nothing there is fine."""
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(rel))
+
+    def sizes(self, rel_dir: str) -> dict[str, int]:
+        """Size of every file directly under a directory, from one listing ({} when it does not exist)."""
+        selector = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
+        return {info.base_name: info.size for info in self.fs.get_file_info(selector)
+                if info.type == pafs.FileType.File}
 
     def list(self, rel_dir: str) -> list[str]:
         """Visible file names directly under a directory ([] when it does not exist)."""
@@ -93,7 +159,7 @@ class Store:
         return sorted(info.base_name for info in self.fs.get_file_info(selector)
                       if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
 
-    def write_table(self, table: str, name: str, frame: pd.DataFrame) -> None:
+    def write_table(self, table: str, name: str, frame: pd.DataFrame) -> FileEntry:
         """Write one file of a table; the owner of `name` is the only writer, so rewriting it is idempotent.
 
         pandas' own schema metadata is dropped: it may name extension dtypes (such as a list-of-struct
@@ -101,7 +167,11 @@ class Store:
         """
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), buf)
-        self.write_bytes(f"{table}/{name}.parquet", buf.getvalue())
+        return self.write_bytes(self.table_file(table, name), buf.getvalue())
+
+    @staticmethod
+    def table_file(table: str, name: str) -> str:
+        return f"{table}/{name}.parquet"
 
     def has_table_file(self, table: str, name: str) -> bool:
         return self.exists(f"{table}/{name}.parquet")
@@ -114,15 +184,22 @@ class Store:
 
     # Checkpoints -----------------------------------------------------------------------------------------
 
-    def save_torch(self, rel: str, obj: object) -> None:
+    def save_torch(self, rel: str, obj: object) -> FileEntry:
         buf = io.BytesIO()
         torch.save(obj, buf)
-        self.write_bytes(rel, buf.getvalue())
+        return self.write_bytes(rel, buf.getvalue())
 
-    def load_torch(self, rel: str) -> object:
-        """Load a file we wrote, never unpickling arbitrary objects; a damaged file is a clear UserError."""
+    def load_torch(self, rel: str, expect: FileEntry | None = None) -> object:
+        """Load a file we wrote, never unpickling arbitrary objects. With `expect` (its done-record entry) the
+        bytes are checked against it first. A damaged file raises DamagedFile."""
         try:
-            return torch.load(io.BytesIO(self.read_bytes(rel)), weights_only=True, map_location="cpu")
+            data = self.read_bytes(rel)
+        except FileNotFoundError as exc:
+            raise DamagedFile(rel, f"{self.path(rel)} is missing") from exc
+        if expect is not None and FileEntry.of(data) != expect:
+            raise DamagedFile(rel, f"{self.path(rel)} differs from its done-record ({len(data)} bytes, recorded "
+                                   f"{expect.size}; or another SHA-256)")
+        try:
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
         except (RuntimeError, EOFError, ValueError, OSError, KeyError, pickle.UnpicklingError) as exc:
-            raise UserError(f"checkpoint {self.path(rel)} is unreadable ({type(exc).__name__}); "
-                            "delete it (or its run's checkpoint folder) to retrain that run") from exc
+            raise DamagedFile(rel, f"checkpoint {self.path(rel)} is unreadable ({type(exc).__name__})") from exc

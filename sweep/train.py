@@ -21,22 +21,24 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from sweep import records
 from sweep.config import RunConfig
 from sweep.data import Dataset, load_dataset
-from sweep.errors import UserError
+from sweep.errors import DamagedFile, UserError
 from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
 from sweep.probes import RunData
+from sweep.records import Record
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
-from sweep.store import Store, resolve_location, with_run_columns
+from sweep.store import FileEntry, Store, resolve_location, with_run_columns
 
 
 @dataclass
@@ -243,20 +245,51 @@ def checkpoint_dir(cfg: RunConfig) -> str:
     return f"checkpoints/{cfg.run_id}"
 
 
+def run_record(store: Store, cfg: RunConfig, checksums: bool = False) -> tuple[Record | None, str | None]:
+    """The run's done-record and the first problem with its files (None: the run is done and intact)."""
+    record = records.read(store, records.run_record_path(cfg.run_id))
+    if record is None:
+        return None, None
+    return record, records.problem(store, record, checksums)
+
+
 def run_is_complete(store: Store, cfg: RunConfig) -> bool:
-    """A run counts as done only once its `runs` row exists, which is written after every other file."""
-    return store.has_table_file("runs", cfg.run_id)
+    """A run is done when its done-record (written after every other file) exists and its files match it."""
+    record, problem = run_record(store, cfg)
+    return record is not None and problem is None
+
+
+def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
+    """The saved state to continue from, or None to train from the start: when there is none, when it is
+    unreadable, or when an epoch checkpoint it lists is missing or cut short (say, deleted by hand); resuming
+    past such a hole would leave the run without that epoch for good."""
+    rel = f"{checkpoint_dir(cfg)}/state.pt"
+    if not store.exists(rel):
+        return None
+    try:
+        state = store.load_torch(rel)
+    except DamagedFile as exc:
+        print(f"run {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
+        return None
+    files = {k: FileEntry(*v) for k, v in state.get("files", {}).items()}
+    problem = records.problem(store, Record(cfg.run_id, {}, files)) if files else "it lists no checkpoint files"
+    if problem:
+        print(f"run {cfg.run_id}: the saved state cannot be resumed ({problem}); training it from the start",
+              file=sys.stderr)
+        return None
+    return state
 
 
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 node: str | None = None) -> dict[str, object]:
-    """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables.
+    """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
     Each epoch saves the weights (epoch_XXX.pt, for the probes) and then the resume state (state.pt), both
-    atomically; a restart continues after the last epoch whose state was saved, and its rows come back from
-    that state, so no epoch is lost or recorded twice. Batch order depends on (seed, epoch) only, so a resumed
-    run follows the same path as an uninterrupted one.
+    atomically; the state lists every checkpoint written so far with its size and checksum. A restart continues
+    after the last epoch whose state was saved, and its rows come back from that state, so no epoch is lost or
+    recorded twice. Batch order depends on (seed, epoch) only, so a resumed run follows the same path as an
+    uninterrupted one. The done-record is written last, listing every checkpoint and table file.
     """
     start = time.perf_counter()
     prep = prepare(cfg, device, data_dir, download)
@@ -264,26 +297,30 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     ckdir = checkpoint_dir(cfg)
     epoch_rows: list[dict] = []
     grad_rows: list[dict] = []
+    files: dict[str, FileEntry] = {}
     seconds = 0.0
-    if store.exists(f"{ckdir}/state.pt"):
-        state = store.load_torch(f"{ckdir}/state.pt")
+    state = _resume_state(store, cfg)
+    if state is not None:
         trainer.load_state_dict(state["trainer"])
         epoch_rows, grad_rows, seconds = state["epoch_rows"], state["grad_rows"], float(state["seconds"])
+        files = {k: FileEntry(*v) for k, v in state["files"].items()}
     else:
-        store.save_torch(f"{ckdir}/epoch_000.pt", trainer.weights())
+        files[f"{ckdir}/epoch_000.pt"] = store.save_torch(f"{ckdir}/epoch_000.pt", trainer.weights())
     while trainer.epoch < cfg.epochs:
         row, grads = trainer.train_epoch()
         epoch_rows.append(row)
         grad_rows.extend(grads)
-        store.save_torch(f"{ckdir}/epoch_{trainer.epoch:03d}.pt", trainer.weights())
+        rel = f"{ckdir}/epoch_{trainer.epoch:03d}.pt"
+        files[rel] = store.save_torch(rel, trainer.weights())
         seconds_now = seconds + time.perf_counter() - start
-        store.save_torch(f"{ckdir}/state.pt", {"trainer": trainer.state_dict(), "epoch_rows": epoch_rows,
-                                               "grad_rows": grad_rows, "seconds": seconds_now})
+        store.save_torch(f"{ckdir}/state.pt", {
+            "trainer": trainer.state_dict(), "epoch_rows": epoch_rows, "grad_rows": grad_rows,
+            "seconds": seconds_now, "files": {k: [e.size, e.sha256] for k, e in files.items()}})
         if on_epoch is not None:
             on_epoch(row)
     for table, frame in (("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
                          ("gradients", pd.DataFrame(grad_rows))):
-        store.write_table(table, cfg.run_id, with_run_columns(frame, cfg))
+        files[store.table_file(table, cfg.run_id)] = store.write_table(table, cfg.run_id, with_run_columns(frame, cfg))
     run_row = {"n_train": len(prep.labels), "n_test": len(prep.data.test.y),
                "n_noisy": int(prep.is_noisy.sum()), "status": "complete",
                "seconds": seconds + time.perf_counter() - start, "device": str(device),
@@ -291,46 +328,70 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
                "versions": f"python={platform.python_version()};torch={torch.__version__}",
                "checkpoint_dir": store.path(ckdir)}
     runs = with_run_columns(pd.DataFrame([run_row]), cfg)
-    store.write_table("runs", cfg.run_id, runs)
+    files[store.table_file("runs", cfg.run_id)] = store.write_table("runs", cfg.run_id, runs)
+    records.write(store, records.run_record_path(cfg.run_id), Record(cfg.run_id, asdict(cfg), files))
     return runs.iloc[0].to_dict()
 
 
 def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str = "data",
              download: bool = False) -> RunData:
-    """A finished run as probes see it: data on `device`, checkpoints read lazily from the store."""
+    """A finished run as probes see it: data on `device`, checkpoints read lazily from the store and checked
+    against the run's done-record as they are read (a damaged one raises DamagedFile).
+
+    The epochs are those the record lists, not those a listing finds, so a checkpoint deleted since is an
+    error, never a silently shorter run.
+    """
+    record = records.read(store, records.run_record_path(cfg.run_id))
+    if record is None:
+        raise DamagedFile(records.run_record_path(cfg.run_id), f"run {cfg.run_id} has no done-record")
     prep = prepare(cfg, device, data_dir, download)
     ckdir = checkpoint_dir(cfg)
-    epochs = sorted(int(n[6:9]) for n in store.list(ckdir) if n.startswith("epoch_"))
+    epochs = sorted(int(rel[-6:-3]) for rel in record.files if rel.startswith(f"{ckdir}/epoch_"))
+
+    def load_state(epoch: int) -> dict[str, torch.Tensor]:
+        rel = f"{ckdir}/epoch_{epoch:03d}.pt"
+        return store.load_torch(rel, expect=record.files[rel])
+
     return RunData(cfg=cfg, data=prep.data, labels=prep.labels, original=prep.original, is_noisy=prep.is_noisy,
-                   epochs=epochs, device=device,
-                   load_state=lambda e: store.load_torch(f"{ckdir}/epoch_{e:03d}.pt"))
+                  epochs=epochs, device=device, load_state=load_state, record_id=record.record_id)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweep.train", description=(
         "Train one run with label noise, checkpoints every epoch and gradient accounting; write Parquet tables."))
     defaults = RunConfig()
-    parser.add_argument("--dataset", default=defaults.dataset, help="digits, fashion-mnist, mnist, cifar10, svhn")
-    parser.add_argument("--arch", default=defaults.arch, help="mlp, resnet9, resnet50, vit")
-    parser.add_argument("--variant", default=defaults.variant, help="standard, tied, dropout, sparse")
-    parser.add_argument("--noise", type=float, default=defaults.noise, help="label-noise rate in [0, 1)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialisation and batch-order seed")
+    parser.add_argument("--dataset", default=defaults.dataset,
+                        help="digits, fashion-mnist, mnist, cifar10, svhn (default: %(default)s)")
+    parser.add_argument("--arch", default=defaults.arch, help="mlp, resnet9, resnet50, vit (default: %(default)s)")
+    parser.add_argument("--variant", default=defaults.variant,
+                        help="standard, tied, dropout, sparse (default: %(default)s)")
+    parser.add_argument("--noise", type=float, default=defaults.noise,
+                        help="label-noise rate in [0, 1) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="initialisation and batch-order seed (default: %(default)s)")
     parser.add_argument("--noise-seed", type=int, default=None, help="label-noise seed (default: --seed)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=None, help="default 512 (128 for digits)")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    parser.add_argument("--width", type=float, default=defaults.width, help="channel/width multiplier")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--data-dir", default="data", help="where dataset files are looked for")
-    parser.add_argument("--download", action="store_true", help="download missing dataset files")
-    parser.add_argument("--results", default="results", help="results root (path or pyarrow URI)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="examples per batch (default: 512; 128 for digits)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--width", type=float, default=defaults.width,
+                        help="channel/width multiplier (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument("--data-dir", default="data", help="where dataset files are looked for (default: %(default)s)")
+    parser.add_argument("--download", action="store_true", help="download missing dataset files (default: off)")
+    parser.add_argument("--results", default="results",
+                        help="results root (path or pyarrow URI) (default: %(default)s)")
     args = parser.parse_args(argv)
+    from sweep.store import check_writable  # here, not at the top: the module's imports are another change's
+
     try:
-        batch = args.batch_size or (128 if args.dataset == "digits" else 512)
+        # Only a missing --batch-size takes the default: 0 or a negative size goes on to validate(), which refuses it.
+        batch = (128 if args.dataset == "digits" else 512) if args.batch_size is None else args.batch_size
         cfg = RunConfig(dataset=args.dataset, arch=args.arch, variant=args.variant, noise=args.noise,
                         seed=args.seed, noise_seed=args.seed if args.noise_seed is None else args.noise_seed,
                         epochs=args.epochs, batch_size=batch, lr=args.lr, width=args.width).validate()
         device = pick_device(args.device)
+        check_writable(args.results, "--results")  # before loading data or writing anything
         args.data_dir = resolve_location(args.data_dir)
         load_dataset(cfg.dataset, args.data_dir, args.download)  # fail on missing files before writing
         store = Store(resolve_location(args.results))

@@ -1,8 +1,8 @@
 import pytest
 
-from sweep.engine import selected_probes, tasks_for
 from sweep.errors import UserError
 from sweep.grids import load_grid
+from sweep.plan import selected_probes, tasks_for
 
 
 def test_builtin_grids_have_the_documented_shape():

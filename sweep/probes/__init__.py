@@ -31,6 +31,7 @@ class RunData:
     epochs: list[int]
     device: torch.device
     load_state: Callable[[int], dict[str, torch.Tensor]]
+    record_id: str | None = None  # the run's done-record, which a probe shard's own record names
     _cache: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
@@ -72,6 +73,9 @@ class Probe:
     run: Callable[[RunData, str, AnalysisConfig], dict[str, pd.DataFrame]]
     applies: Callable[[RunConfig], bool] = lambda cfg: True
     num_cpus: float = 1.0
+    # the AnalysisConfig fields its rows depend on: signed into each shard's done-record, so results made under
+    # other values are refused instead of kept beside new ones (sweep.plan.check_results_match)
+    settings: tuple[str, ...] = ()
 
 
 PROBES: dict[str, Probe] = {}

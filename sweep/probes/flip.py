@@ -574,4 +574,4 @@ def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
 
 
 register_probe(Probe(name="flip", tables=("flips",), shards=flip_shards, run=run_flip,
-                     applies=lambda cfg: cfg.variant == "standard"))
+                     applies=lambda cfg: cfg.variant == "standard", settings=CHUNK_SETTINGS))

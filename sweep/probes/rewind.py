@@ -103,4 +103,5 @@ def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.Dat
 
 
 PROBE = register_probe(Probe(name="rewind", tables=("rewinding",), shards=group_shards, run=_run,
-                             applies=lambda cfg: cfg.variant == "standard"))
+                             applies=lambda cfg: cfg.variant == "standard",
+                             settings=("rewind_epochs", "rewind_buffers")))

@@ -82,7 +82,8 @@ def test_a_section_that_fails_shows_its_error_and_others_survive(tmp_path):
 
 def test_cli_writes_report_and_prints_its_path(results_dir, tmp_path, capsys):
     small = tmp_path / "results"
-    shutil.copytree(results_dir / "epochs", small / "epochs")
+    for table in ("runs", "epochs"):  # without a runs table the CLI refuses the folder as not a sweep's
+        shutil.copytree(results_dir / table, small / table)
     assert main(["--results", str(small), "--out", str(tmp_path / "rep")]) == 0
     printed = Path(capsys.readouterr().out.strip())
     assert printed == tmp_path / "rep" / "index.html" and printed.is_file()

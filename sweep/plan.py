@@ -1,0 +1,206 @@
+"""What is done and what is left of a grid, read from the results folder alone (no Ray): the engine plans with
+it, `--dry-run` prints it, and the driver's closing line counts with it.
+
+"Done" means a done-record whose files match it (sweep.records). Damaged work is redone together with all
+that depends on it: a run whose files no longer match its record is trained again from the start, and every
+probe shard of it is redone. Probe results made under other analysis settings are never mixed with new ones:
+they are conflicts the user settles (`check_results_match`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sweep import records
+from sweep.config import AnalysisConfig, RunConfig
+from sweep.errors import UserError
+from sweep.grids import Grid
+from sweep.probes import PROBES, Probe
+from sweep.store import Store
+from sweep.train import checkpoint_dir, run_record
+
+RUN_TABLES = ("examples", "epochs", "gradients", "runs")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One probe shard of one run: the unit of fan-out and of resume."""
+
+    cfg: RunConfig
+    probe: str
+    shard: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.cfg.run_id}-{self.probe}-{self.shard}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.probe} {self.shard} of {self.cfg.run_id}"
+
+
+def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
+    return {name: p for name, p in PROBES.items() if only is None or name in only}
+
+
+def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig) -> list[Task]:
+    return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
+            for shard in probe.shards(cfg, analysis)]
+
+
+def probe_settings(probe: Probe, analysis: AnalysisConfig) -> dict[str, object]:
+    """The analysis settings a probe's rows depend on, as its records store them."""
+    return records.plain({name: getattr(analysis, name) for name in probe.settings})
+
+
+def task_record(task: Task, run_record_id: str, analysis: AnalysisConfig, files: dict) -> records.Record:
+    return records.Record(task.file_name, probe_settings(PROBES[task.probe], analysis), files, run_record_id)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the results folder holds for a grid: the only source of 'done' the driver reports."""
+
+    runs_done: int
+    runs_total: int
+    tasks_done: int
+    tasks_total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.runs_done == self.runs_total and self.tasks_done == self.tasks_total
+
+    def __str__(self) -> str:
+        return (f"{self.runs_done} of {self.runs_total} runs and {self.tasks_done} of {self.tasks_total} "
+                "analysis tasks finished")
+
+
+@dataclass
+class Plan:
+    """One look at the results folder: runs to train, tasks to run, damaged units, settings conflicts."""
+
+    runs: list[RunConfig] = field(default_factory=list)
+    pending: list[RunConfig] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    todo: list[Task] = field(default_factory=list)
+    damaged_runs: dict[str, str] = field(default_factory=dict)  # run_id -> what is wrong
+    damaged_tasks: dict[Task, str] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def tally(self) -> Tally:
+        return Tally(len(self.runs) - len(self.pending), len(self.runs), len(self.tasks) - len(self.todo),
+                     len(self.tasks))
+
+    def damage_lines(self) -> list[str]:
+        """One line per damaged unit, saying what is wrong and that it is redone."""
+        lines = [f"run {run_id}: {what}; training it again, and redoing its analyses"
+                 for run_id, what in self.damaged_runs.items()]
+        lines += [f"{task.label}: {what}; redoing it" for task, what in self.damaged_tasks.items()]
+        return lines
+
+
+def tally(store: Store, grid: Grid, probes: dict[str, Probe]) -> Tally:
+    """What the results folder holds for `grid`, counted from done-records checked against their files."""
+    return make_plan(store, grid, probes).tally
+
+
+def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: bool = False) -> Plan:
+    """Compare the grid with the results folder. Sizes of recorded files are always checked, their SHA-256
+    too with `checksums` (--verify)."""
+    plan = Plan(runs=list(grid.runs))
+    for cfg in grid.runs:
+        run, problem = run_record(store, cfg, checksums)
+        tasks = tasks_for(cfg, probes, grid.analysis)
+        plan.tasks += tasks
+        if run is None or problem is not None:
+            plan.pending.append(cfg)
+            plan.todo += tasks
+            if problem is not None:
+                plan.damaged_runs[cfg.run_id] = problem
+            continue
+        for task in tasks:
+            record = records.read(store, records.task_record_path(task.file_name))
+            if record is None:
+                plan.todo.append(task)
+                continue
+            wanted = probe_settings(PROBES[task.probe], grid.analysis)
+            trouble = records.problem(store, record, checksums)
+            if record.settings != wanted and trouble is None:
+                plan.conflicts.append(f"{min(record.files)} ({task.label}) was made with "
+                                      f"{_differences(record.settings, wanted)}")
+            elif record.settings != wanted or record.run_record != run.record_id:
+                plan.todo.append(task)  # its files are gone, or it read a run that was trained again since
+            elif trouble is not None:
+                plan.todo.append(task)
+                plan.damaged_tasks[task] = trouble
+    return plan
+
+
+def _differences(made: dict[str, object], wanted: dict[str, object]) -> str:
+    diffs = [f"{k}={made.get(k)!r} (this grid: {wanted.get(k)!r})" for k in sorted(set(made) | set(wanted))
+             if made.get(k) != wanted.get(k)]
+    return ", ".join(diffs)
+
+
+def repair(store: Store, plan: Plan, grid: Grid) -> None:
+    """Clear what the plan found damaged, so it is redone from scratch: a damaged run loses its record, its
+    checkpoints (a resume would start from them), its tables and every probe result and record of it; a damaged
+    task loses its record (its files are rewritten when it runs again)."""
+    by_id = {cfg.run_id: cfg for cfg in grid.runs}
+    for run_id in plan.damaged_runs:
+        store.delete(records.run_record_path(run_id))
+        store.delete(checkpoint_dir(by_id[run_id]))
+        for table in RUN_TABLES:
+            store.delete(store.table_file(table, run_id))
+        prefix = f"{run_id}-"
+        for name in store.list(records.TASKS):
+            if name.startswith(prefix):
+                store.delete(f"{records.TASKS}/{name}")
+        for table in {t for p in PROBES.values() for t in p.tables}:
+            for name in store.list(table):
+                if name.startswith(prefix):
+                    store.delete(f"{table}/{name}")
+    for task in plan.damaged_tasks:
+        store.delete(records.task_record_path(task.file_name))
+
+
+def withdraw_run(store: Store, cfg: RunConfig, damaged: str) -> None:
+    """Called where a probe finds a checkpoint of a finished run damaged: the run's record and the damaged file
+    go, so the next sweep trains the run again (from the start: its saved state no longer matches)."""
+    store.delete(records.run_record_path(cfg.run_id))
+    store.delete(damaged)
+
+
+def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]:
+    """Probe files of this grid's runs that no task of this grid owns: made under other analysis settings.
+
+    pandas reads every file of a table, so such a file would sit beside the new ones: a chunk of flips whose
+    targets differ from what its name now means, or rows counted twice. Names of settings-dependent shards
+    carry a digest of those settings (flip chunks do), which is what makes leftovers visible here.
+    """
+    listing = {table: set(store.list(table)) for p in probes.values() for table in p.tables}
+    stale = []
+    for cfg in grid.runs:
+        for name, probe in probes.items():
+            if not probe.applies(cfg):
+                continue
+            prefix = f"{cfg.run_id}-{name}-"
+            owned = {f"{Task(cfg, name, shard).file_name}.parquet" for shard in probe.shards(cfg, grid.analysis)}
+            for table in probe.tables:
+                stale += [f"{table}/{f}" for f in sorted(listing[table]) if f.startswith(prefix) and f not in owned]
+    return stale
+
+
+def check_results_match(store: Store, grid: Grid, probes: dict[str, Probe], plan: Plan) -> None:
+    """Refuse (UserError, before any work) to add to results that hold probe results from other settings:
+    flip chunks of another digest, or any shard whose record names other settings than this grid's."""
+    stale = stale_files(store, grid, probes)
+    ways_out = ("delete those result files to recompute with these settings, rerun with the settings that made "
+                "them, or use another --results")
+    if stale:
+        raise UserError(f"{len(stale)} result file(s) under {store.uri} were made with other analysis settings "
+                        f"than grid {grid.name!r} uses (first: {stale[0]}); {ways_out}")
+    if plan.conflicts:
+        raise UserError(f"{len(plan.conflicts)} analysis result(s) under {store.uri} were made with other "
+                        f"settings than grid {grid.name!r} uses (first: {plan.conflicts[0]}); {ways_out}")
