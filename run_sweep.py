@@ -72,9 +72,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from sweep.data import load_dataset
     from sweep.engine import Options, describe, run_grid, shutdown_ray
     from sweep.grids import load_grid
+    from sweep.paths import check_writable
     from sweep.probes import PROBES
     from sweep.progress import ProgressView
-    from sweep.store import check_writable
 
     grid = load_grid(args.grid)
     only = None
@@ -119,8 +119,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if not args.no_report and "://" not in opts.results:
         from analyses.report import write_report
 
-        page = write_report(opts.results, data_dir=opts.data_dir)
+        problems: list[str] = []
+        page = write_report(opts.results, data_dir=opts.data_dir, problems=problems)
         print(f"report: {page}")
+        for problem in problems:
+            print(f"error: unreadable, left out of the report: {problem}", file=sys.stderr)
+        if problems:
+            return 1
     print(f"results: {opts.results}  (read with: import pandas as pd; pd.read_parquet('{opts.results}/epochs'))")
     return 0
 

@@ -47,7 +47,8 @@ def load_table(results: str | Path, table: str, problems: list[str] | None = Non
             frames.append(pd.read_parquet(path))
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, the rest still load
             if problems is not None:
-                problems.append(f"{path}: {type(exc).__name__}: {exc}")
+                reason = (str(exc).strip().splitlines() or [""])[0]
+                problems.append(f"{path}: {type(exc).__name__}: {reason}")
     if not frames:
         return None
     nonempty = [f for f in frames if len(f)]

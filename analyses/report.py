@@ -393,12 +393,14 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 
 
-def write_report(results: str | Path, out: str | Path | None = None, data_dir: str = "data") -> Path:
+def write_report(results: str | Path, out: str | Path | None = None, data_dir: str = "data",
+                 problems: list[str] | None = None) -> Path:
     """Write the report for `results` into `out` (default <results>/report) and return index.html's path.
 
-    `data_dir` is where Figure 7 looks for the dataset files to draw its images.
+    `data_dir` is where Figure 7 looks for the dataset files to draw its images. Files that could not be read
+    are skipped, named in the report, and appended to `problems` when given.
     """
-    res = Results(Path(results))
+    res = Results(Path(results), problems if problems is not None else [])
     out = Path(out) if out is not None else Path(results) / "report"
     for sub in ("figures", "tables"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -473,15 +475,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     from sweep.errors import UserError
-    from sweep.store import check_writable
+    from sweep.paths import check_writable
 
     try:
         check_writable(args.out or os.path.join(args.results, "report"), "--out")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(write_report(args.results, args.out, args.data_dir))
-    return 0
+    problems: list[str] = []
+    page = write_report(args.results, args.out, args.data_dir, problems)
+    for problem in problems:
+        print(f"error: unreadable, left out of the report: {problem}", file=sys.stderr)
+    print(page)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

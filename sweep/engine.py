@@ -35,6 +35,7 @@ from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
 from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
 from sweep.models.for_run import build_model_for
+from sweep.paths import resolve_location
 from sweep.plan import (
     Plan,
     Tally,
@@ -49,7 +50,7 @@ from sweep.plan import (
 )
 from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView
-from sweep.store import Store, resolve_location, with_run_columns
+from sweep.store import Store, with_run_columns
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
 # Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
@@ -364,20 +365,20 @@ def _start_reaper() -> None:
 
 def shutdown_ray(keep_logs: bool = False) -> str | None:
     """Disconnect; a private local cluster stops with its driver, and its session folder is removed unless
-    `keep_logs` (then its path is returned: the workers' logs hold the tracebacks of what failed)."""
+    `keep_logs`. With `keep_logs` the session folder's path is returned: the workers' logs there (on each node
+    of a joined cluster) hold the tracebacks of what failed."""
     if not ray.is_initialized():
         return None
+    joined = None if "session" in _private else ray._private.worker._global_node.get_session_dir_path()
     ray.shutdown()
     watcher = _private.pop("reaper", None)
     if isinstance(watcher, subprocess.Popen):
         watcher.terminate()
         watcher.wait()
     session = _private.pop("session", None)
-    if isinstance(session, str):
-        if keep_logs:
-            return session
+    if isinstance(session, str) and not keep_logs:
         reaper.remove_session(session)
-    return None
+    return (session or joined) if keep_logs else None
 
 
 def check_resources(opts: Options) -> None:

@@ -18,17 +18,27 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psutil
-
 from sweep.errors import UserError
 from sweep.store import Store
 
 LOCK = "_lock.json"
 
 
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started, in a form that tells it apart from a later process given the same pid
+    (Linux: field 22 of /proc/PID/stat); None where that cannot be read. Raises ProcessLookupError when no such
+    process exists."""
+    os.kill(pid, 0)  # ProcessLookupError: gone; PermissionError: someone else's, but alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _me() -> dict[str, object]:
-    process = psutil.Process()
-    return {"host": socket.gethostname(), "pid": process.pid, "started": process.create_time(),
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _start_time(pid),
             "command": " ".join(sys.argv)[:200], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -39,9 +49,10 @@ def holder_alive(holder: dict[str, object]) -> bool | None:
     if holder.get("host") != socket.gethostname():
         return None
     try:
-        process = psutil.Process(int(holder["pid"]))  # type: ignore[arg-type]
-        return abs(process.create_time() - float(holder["started"])) < 1.0  # type: ignore[arg-type]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
+        return _start_time(int(holder["pid"])) == holder.get("started")  # type: ignore[arg-type]
+    except PermissionError:
+        return True
+    except (ProcessLookupError, KeyError, TypeError, ValueError):
         return False
 
 

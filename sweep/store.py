@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import uuid
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pyarrow import fs as pafs
 
 from sweep.config import RunConfig
 from sweep.errors import DamagedFile
+from sweep.paths import resolve_location
 
 # Every table and the columns that identify one of its rows: a row is never written twice under one key.
 TABLE_KEYS = {
@@ -31,55 +31,6 @@ TABLE_KEYS = {
     "dropout_examples": ["run_id", "example_id"],
 }
 TABLES = tuple(TABLE_KEYS)
-
-
-def resolve_location(location: str) -> str:
-    """A local path made absolute against this process's working directory; a URI (s3://, gs://, file://)
-    unchanged.
-
-    Call it where the user typed the path (the driver, a CLI), before the path travels anywhere else: Ray runs
-    trials and tasks in other processes with other working directories (a Tune trial runs inside its own trial
-    folder), where a relative path would name another place.
-    """
-    if "://" in location:
-        return location
-    return os.path.abspath(os.path.expanduser(location))
-
-
-def check_writable(location: str, flag: str) -> None:
-    """Refuse, as one UserError naming `flag`, an output folder this process could not write; creates nothing.
-
-    A local path (or a file:// URI) must be a folder or be creatable: its nearest existing ancestor must be a
-    folder this process may write into. Any other URI must name a filesystem pyarrow understands (whether the
-    bucket is writable is only known on the first write). Call it before any work starts, so bad input fails
-    in one line instead of after Ray started.
-    """
-    from sweep.errors import UserError  # here, not at the top: the module's imports are another change's
-
-    if "://" in location:
-        try:
-            filesystem, local = pafs.FileSystem.from_uri(location)
-        except (ValueError, OSError, NotImplementedError, pa.ArrowException) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            if "Unrecognized filesystem type" in reason:
-                raise UserError(f"{flag} {location!r} has an unsupported URI scheme; accepted: file://, s3://, "
-                                "gs://, hdfs:// (what pyarrow understands) or a local path") from exc
-            raise UserError(f"{flag} {location!r} cannot be opened by pyarrow: {reason}") from exc
-        if not isinstance(filesystem, pafs.LocalFileSystem):
-            return
-        location = local
-    path = resolve_location(location)
-    existing = path
-    while not os.path.lexists(existing):  # lexists: a dangling link is "something there", not a free name
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        if existing == path:
-            what = "is a file" if os.path.isfile(path) else "is not a folder"
-            raise UserError(f"{flag} {path} {what}; give a folder (it is created if missing)")
-        raise UserError(f"{flag} {path} cannot be created under a file ({existing} is not a folder)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == path else f" on {existing}"
-        raise UserError(f"{flag} {path} is not writable (permission denied{where})")
 
 
 def with_run_columns(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:

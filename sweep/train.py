@@ -28,17 +28,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sweep import records
+from sweep import lock, records
 from sweep.config import RunConfig
 from sweep.data import Dataset, load_dataset
 from sweep.errors import DamagedFile, UserError
 from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
+from sweep.paths import check_writable, resolve_location
 from sweep.probes import RunData
 from sweep.records import Record
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
-from sweep.store import FileEntry, Store, resolve_location, with_run_columns
+from sweep.store import FileEntry, Store, with_run_columns
 
 
 @dataclass
@@ -382,7 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results",
                         help="results root (path or pyarrow URI) (default: %(default)s)")
     args = parser.parse_args(argv)
-    from sweep.store import check_writable  # here, not at the top: the module's imports are another change's
 
     try:
         # Only a missing --batch-size takes the default: 0 or a negative size goes on to validate(), which refuses it.
@@ -395,13 +395,17 @@ def main(argv: list[str] | None = None) -> int:
         args.data_dir = resolve_location(args.data_dir)
         load_dataset(cfg.dataset, args.data_dir, args.download)  # fail on missing files before writing
         store = Store(resolve_location(args.results))
+        if run_is_complete(store, cfg):  # training it again would void the analyses made of it
+            print(f"run {cfg.run_id} is already done under {store.uri}")
+            return 0
         print(f"run {cfg.run_id} on {device}")
 
         def progress(row: dict[str, float]) -> None:
             print(f"epoch {row['epoch']:3d}/{cfg.epochs}  loss {row['train_loss']:.3f}  clean {row['clean_acc']:.3f}"
                   f"  noisy {row['noisy_acc']:.3f}  test {row['test_acc']:.3f}  {row['seconds']:.1f}s", flush=True)
 
-        row = execute_run(cfg, store, device, args.data_dir, args.download, on_epoch=progress)
+        with lock.holding(store):  # the same lock as a sweep's: one writer per results folder
+            row = execute_run(cfg, store, device, args.data_dir, args.download, on_epoch=progress)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -62,11 +62,17 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def smoke(cluster, tmp_path_factory):
+    """The smoke grid swept once on the module's cluster; the tests below read it, then damage it in order."""
+    results = tmp_path_factory.mktemp("smoke") / "results"
     start = time.monotonic()
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results))
-    elapsed = time.monotonic() - start
+    return results, proc, time.monotonic() - start
+
+
+def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
+    results, proc, elapsed = smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
     assert "4 of 4 runs and 13 of 13 analysis tasks finished" in proc.stdout
@@ -85,6 +91,121 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, tmp_path):
     assert "(this call trained 0 runs and ran 0 analysis tasks)" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")} == stamps
     print(f"smoke grid took {elapsed:.0f}s")
+
+
+def smoke_toml(tmp_path: Path, **changes: object) -> Path:
+    """The smoke grid as a TOML file, with analysis settings changed."""
+    from sweep.grids import BUILTIN
+
+    blocks, analysis = BUILTIN["smoke"]
+    block = blocks[0]
+    lines = ["[[runs]]", *(f"{k} = {v!r}".replace("'", '"') for k, v in block.items()), "[analysis]"]
+    lines += [f"{k} = {v!r}" for k, v in {**analysis, **changes}.items()]
+    path = tmp_path / "changed.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("change", [{"rewind_epochs": [0, 4]}, {"retrain_epochs": 3}, {"retrain_lr": 0.02}])
+def test_changed_rewind_or_retrain_settings_are_refused_in_one_line(smoke, tmp_path, change):
+    results = smoke[0]
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*")}
+    for dry in ([], ["--dry-run"]):
+        proc = sweep("--grid", str(smoke_toml(tmp_path, **change)), "--results", str(results), "--no-report", *dry)
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        lines = proc.stderr.strip().splitlines()
+        (name, value), = change.items()
+        assert len(lines) == 1 and "made with other settings" in lines[0] and f"(this grid: {value!r})" in lines[0]
+        assert "delete those result files" in lines[0] and "use another --results" in lines[0]
+    assert {p: p.stat().st_mtime_ns for p in results.rglob("*")} == before
+
+
+def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_on_them(cluster, smoke):
+    """A cut final checkpoint, a deleted middle one, a cut Parquet file of `runs` and of `flips`: each unit is
+    named once with what is wrong and redone (a run from the start, with its analyses); nothing else is."""
+    from sweep.grids import load_grid
+
+    results = smoke[0]
+    runs = {c.variant: c.run_id for c in load_grid("smoke").runs}
+    reference = {t: pd.read_parquet(results / t) for t in ("epochs", "rewinding")}
+    final = results / "checkpoints" / runs["standard"] / "epoch_020.pt"
+    size = final.stat().st_size
+    final.write_bytes(final.read_bytes()[:1000])
+    (results / "checkpoints" / runs["tied"] / "epoch_004.pt").unlink()
+    (results / "runs" / f"{runs['sparse']}.parquet").write_bytes(b"PAR1")
+    untouched = {p: p.stat().st_mtime_ns for p in (results / "checkpoints" / runs["dropout"]).iterdir()}
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    said = proc.stdout + proc.stderr
+    standard = runs["standard"]
+    assert f"run {standard}: checkpoints/{standard}/epoch_020.pt has 1000 bytes, recorded {size}" in said
+    assert f"run {runs['tied']}: checkpoints/{runs['tied']}/epoch_004.pt is missing" in said
+    assert f"run {runs['sparse']}: runs/{runs['sparse']}.parquet has 4 bytes" in said
+    assert "(this call trained 3 runs and ran 12 analysis tasks)" in proc.stdout
+    check_complete(results)
+    assert final.stat().st_size == size and (results / "checkpoints" / runs["tied"] / "epoch_004.pt").exists()
+    assert {p: p.stat().st_mtime_ns for p in (results / "checkpoints" / runs["dropout"]).iterdir()} == untouched
+    for table, reference_rows in reference.items():  # retrained from the start: the same numbers
+        key = KEYS[table]
+        ours = pd.read_parquet(results / table).sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours.drop(columns="seconds", errors="ignore"),
+                                      reference_rows.sort_values(key).reset_index(drop=True)
+                                      .drop(columns="seconds", errors="ignore"), rtol=1e-4)
+    flips = sorted((results / "flips").glob("*.parquet"))
+    flips[0].write_bytes(b"PAR1")
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"flips/{flips[0].name} has 4 bytes" in proc.stdout + proc.stderr
+    assert "(this call trained 0 runs and ran 1 analysis tasks)" in proc.stdout
+    check_complete(results)
+
+
+def test_a_checkpoint_altered_in_place_fails_its_reader_once_and_the_run_is_trained_again(cluster, smoke):
+    """Same size, other bytes: the cheap check passes, the probe reading it checks its SHA-256, fails once
+    (never retried) with a line naming the file, and withdraws the run, which the next sweep trains again."""
+    from sweep.grids import load_grid
+
+    results = smoke[0]
+    run = next(c.run_id for c in load_grid("smoke").runs if c.variant == "standard")
+    middle = results / "checkpoints" / run / "epoch_008.pt"
+    data = bytearray(middle.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    middle.write_bytes(bytes(data))
+    for record in (results / "_done" / "tasks").glob(f"{run}-rewind-*.json"):
+        record.unlink()  # the rewind shards run again, and read epoch 8
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--only", "rewind")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED rewind ")]
+    assert any("epoch_008.pt differs from its done-record" in line for line in failed), failed
+    # the first reader withdrew the run (its record and the damaged file): the other shards find either gone
+    assert all(any(why in line for why in ("differs from its done-record", "has no done-record", "is missing"))
+               for line in failed), failed
+    assert all(line.endswith("the next sweep trains it again") for line in failed)
+    proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(this call trained 1 runs" in proc.stdout
+    check_complete(results)
+
+
+def test_more_gpus_or_cpus_than_any_node_has_is_refused_before_anything_waits(cluster, tmp_path):
+    for flag, value, needle in (("--gpus-per-trial", "1", "(0 GPUs on its largest node)"),
+                                ("--cpus-per-trial", "3", "(2 CPUs on its largest node)")):
+        start = time.monotonic()
+        proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(tmp_path / "r"), flag, value)
+        assert time.monotonic() - start < 60
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error")]
+        assert len(lines) == 1 and f"{flag} {value} asks for more than any node" in lines[0] and needle in lines[0]
+        assert not (tmp_path / "r" / "_tune").exists() and not (tmp_path / "r" / "_lock.json").exists()
+
+
+def test_a_wrapped_error_is_named_by_its_real_last_line():
+    from sweep.engine import first_line
+
+    wrapped = RuntimeError("ray::ImplicitFunc.train() (pid=7, ip=127.0.0.1)\n  File \"x.py\", line 3, in f\n"
+                           "    raise OSError('disk gone')\nOSError: disk gone\n")
+    assert first_line(wrapped) == "OSError: disk gone"
+    assert first_line(ValueError("bad value\nmore")) == "ValueError: bad value"
 
 
 def test_killed_driver_resumes_without_loss_or_duplicates(cluster, tmp_path):
@@ -162,20 +283,25 @@ def test_results_from_other_flip_settings_are_refused(tmp_path, dry_run):
 
 
 def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_path):
-    """A damaged resume state cannot heal by retrying: the trial reports it once (no Tune retry), the sweep
-    lists it with the run id and the first line of the error and exits 1; every other run finishes."""
+    """A resume state that reads and matches its checkpoints but lacks the model (a bug, not damage) cannot
+    heal by retrying: the trial reports it once (no Tune retry), the sweep lists it with the run id and the
+    error's first line and exits 1; every other run finishes."""
+    import torch
+
     from sweep.grids import load_grid
 
     results = tmp_path / "results"
     runs = load_grid("smoke").runs
     broken = runs[0].run_id
-    (results / "checkpoints" / broken).mkdir(parents=True)
-    (results / "checkpoints" / broken / "state.pt").write_bytes(b"not a checkpoint")
+    folder = results / "checkpoints" / broken
+    folder.mkdir(parents=True)
+    (folder / "epoch_000.pt").write_bytes(b"0123456789")
+    torch.save({"trainer": {}, "files": {f"checkpoints/{broken}/epoch_000.pt": [10, "x"]}}, folder / "state.pt")
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--only", "rewind")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
-    assert failed == [f"FAILED training {broken}: UserError: checkpoint {results}/checkpoints/{broken}/state.pt "
-                      "is unreadable (UnpicklingError); delete it (or its run's checkpoint folder) to retrain that run"]
+    assert failed == [f"FAILED training {broken}: KeyError: 'model'"]
+    assert "worker logs (tracebacks): " in proc.stderr
     assert "error: the sweep is not complete (3 of 4 runs" in proc.stderr
     assert not (results / "report").exists()
     trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()

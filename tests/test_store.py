@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from sweep.errors import UserError
-from sweep.store import Store, resolve_location
+from sweep.paths import resolve_location
+from sweep.store import Store
 
 
 def test_table_round_trip_through_pandas(tmp_path):
