@@ -256,3 +256,35 @@ def test_report_cli_resolves_a_relative_results_folder(fresh, ray_tmp):
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = fresh["cwd"] / "page" / "index.html"
     assert proc.stdout.strip() == str(page) and page.exists()
+
+
+def test_a_second_driver_is_refused_and_a_killed_one_leaves_nothing_running(tmp_path, ray_tmp):
+    """While a sweep trains, the same command in a second terminal is refused in one line (exit 2). Then
+    `kill -9` of the first driver: within 30 s no process of its cluster is left and its Ray session folder is
+    gone; the rerun takes the dead driver's lock over and completes."""
+    env, results = user_env(ray_tmp), tmp_path / "results"
+    first = subprocess.Popen([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(results.glob("checkpoints/*/epoch_003.pt")):
+        time.sleep(0.1)
+    second = subprocess.run([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert second.returncode == 2, second.stdout + second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is in use by another driver (pid {first.pid} on host" in lines[0], lines
+    cluster = ray_cluster.tree({first.pid}) - {first.pid}
+    sessions = list(ray_tmp.rglob("session_2*"))
+    assert len(cluster) >= 4 and len(sessions) == 1, (cluster, sessions)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (left := {p for p in cluster if ray_cluster._alive(p)}
+                                           | ray_cluster.cluster_pids(str(ray_tmp))):
+        time.sleep(0.5)
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
+    assert not sessions[0].exists()
+    code, again = run_on_terminal([sys.executable, SCRIPT, "--grid", "smoke", "--no-report"], tmp_path, env)
+    assert code == 0, again[-3000:]
+    assert "taking over the lock of a driver that is gone" in again
+    check_complete(results)
