@@ -89,6 +89,19 @@ def test_cli_writes_report_and_prints_its_path(results_dir, tmp_path, capsys):
     assert printed == tmp_path / "rep" / "index.html" and printed.is_file()
 
 
+def test_cli_names_each_unreadable_table_file_on_the_terminal_and_exits_1(results_dir, tmp_path, capsys):
+    small = tmp_path / "results"
+    for table in ("runs", "epochs"):
+        shutil.copytree(results_dir / table, small / table)
+    cut = sorted((small / "epochs").glob("*.parquet"))[0]
+    cut.write_bytes(cut.read_bytes()[:40])
+    assert main(["--results", str(small), "--out", str(tmp_path / "rep")]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: unreadable, left out of the report: {cut}: ")
+    assert Path(captured.out.strip()).is_file()  # the rest of the report is still written
+
+
 def test_cli_refuses_a_missing_results_folder(tmp_path, capsys):
     assert main(["--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
