@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sweep.errors import UserError
 from sweep.store import Store
@@ -115,8 +115,14 @@ def release(store: Store, me: dict[str, object]) -> None:
 
 @contextmanager
 def holding(store: Store) -> Iterator[None]:
+    """Hold the lock for the block. A local results folder that the lock itself created is removed again if
+    nothing else was written into it (bad input found after the lock leaves no empty folder behind)."""
+    created = "://" not in store.uri and not os.path.exists(store.base)
     me = acquire(store)
     try:
         yield
     finally:
         release(store, me)
+        if created:
+            with suppress(OSError):  # not empty: the sweep wrote results
+                os.rmdir(store.base)

@@ -23,8 +23,10 @@ def test_a_second_driver_is_refused_with_the_holder_named_and_the_lock_goes_with
         with pytest.raises(UserError, match=rf"in use by another driver \(pid {os.getpid()} on host "):
             lock.acquire(store)
     assert not store.exists(lock.LOCK)
+    assert not (tmp_path / "results").exists()  # the folder the lock made, empty again, is gone
     with lock.holding(store):  # free again
-        pass
+        (tmp_path / "results" / "kept").write_text("a result")
+    assert (tmp_path / "results" / "kept").exists() and not store.exists(lock.LOCK)
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, capsys):
