@@ -35,7 +35,7 @@ def check_writable(location: str, flag: str) -> None:
     if "://" in location:
         try:
             filesystem, local = pafs.FileSystem.from_uri(location)
-        except (ValueError, OSError, NotImplementedError, pa.ArrowException) as exc:
+        except (ValueError, OSError, pa.ArrowException) as exc:  # pyarrow raises its own (ArrowInvalid, ...)
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             if "Unrecognized filesystem type" in reason:
                 raise UserError(f"{flag} {location!r} has an unsupported URI scheme; accepted: file://, s3://, "
