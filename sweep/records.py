@@ -19,6 +19,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
+from sweep.schemas import LAYOUT
 from sweep.store import FileEntry, Store
 
 RUNS = "_done/runs"
@@ -46,18 +47,19 @@ class Record:
     settings: dict[str, object]
     files: dict[str, FileEntry]
     run_record: str | None = None  # a probe shard: the record_id of the run record it read
+    layout: int = LAYOUT  # the table layout its files were written in (sweep.schemas.LAYOUT)
     record_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # new each write: dependants see a redo
 
     def to_json(self) -> str:
         files = {rel: [e.size, e.sha256] for rel, e in sorted(self.files.items())}
         return json.dumps({"unit": self.unit, "record_id": self.record_id, "run_record": self.run_record,
-                           "settings": plain(self.settings), "files": files}, indent=1)
+                           "layout": self.layout, "settings": plain(self.settings), "files": files}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Record:
         doc = json.loads(text)
         return cls(unit=doc["unit"], settings=doc["settings"], run_record=doc["run_record"],
-                   record_id=doc["record_id"],
+                   record_id=doc["record_id"], layout=int(doc.get("layout", 1)),
                    files={rel: FileEntry(int(size), str(sha)) for rel, (size, sha) in doc["files"].items()})
 
 
@@ -77,7 +79,10 @@ def read(store: Store, rel: str) -> Record | None:
 
 def problem(store: Store, record: Record, checksums: bool = False) -> str | None:
     """The first way the files differ from `record` ("<path> is missing", "... has N bytes, recorded M", "...
-    differs from its SHA-256"), or None when they match. Sizes come from one listing per folder."""
+    differs from its SHA-256"), or None when they match. Sizes come from one listing per folder. Files of an
+    older table layout count as a problem too: rewritten, they never mix renamed columns into a folder."""
+    if record.layout != LAYOUT:
+        return f"its tables are in an older layout ({record.layout}; this version writes {LAYOUT})"
     listings: dict[str, dict[str, int]] = {}
     for rel, entry in sorted(record.files.items()):
         folder, _, name = rel.rpartition("/")

@@ -14,22 +14,17 @@ import uuid
 from dataclasses import dataclass
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from pyarrow import fs as pafs
 
+from sweep import schemas
 from sweep.config import RunConfig
 from sweep.errors import DamagedFile
 from sweep.paths import resolve_location
 
 # Every table and the columns that identify one of its rows: a row is never written twice under one key.
-TABLE_KEYS = {
-    "runs": ["run_id"], "examples": ["run_id", "example_id"], "epochs": ["run_id", "epoch"],
-    "gradients": ["run_id", "epoch", "layer"], "rewinding": ["run_id", "layer", "rewind_epoch"],
-    "retraining": ["run_id", "layer", "epoch"], "flips": ["run_id", "example_id"], "dropout": ["run_id", "mode"],
-    "dropout_examples": ["run_id", "example_id"],
-}
+TABLE_KEYS = {name: ["run_id", *spec.keys] for name, spec in schemas.TABLES.items()}
 TABLES = tuple(TABLE_KEYS)
 
 
@@ -111,13 +106,10 @@ class Store:
                       if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_")))
 
     def write_table(self, table: str, name: str, frame: pd.DataFrame) -> FileEntry:
-        """Write one file of a table; the owner of `name` is the only writer, so rewriting it is idempotent.
-
-        pandas' own schema metadata is dropped: it may name extension dtypes (such as a list-of-struct
-        ArrowDtype) that older readers cannot rebuild, while the plain Arrow types read back everywhere.
-        """
+        """Write one file of a table with the table's fixed schema (sweep.schemas), so every file of a folder
+        agrees and the folder reads whole; the owner of `name` is the only writer, so rewriting is idempotent."""
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), buf)
+        pq.write_table(schemas.to_arrow(table, frame), buf)
         return self.write_bytes(self.table_file(table, name), buf.getvalue())
 
     @staticmethod

@@ -15,6 +15,7 @@ second backward; a model without BatchNorm (our vit) could split per-example gra
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import socket
@@ -221,11 +222,13 @@ class Trainer:
 
     def examples_frame(self) -> pd.DataFrame:
         prep = self.prep
+        first = self.first_learned.cpu().numpy()
         return pd.DataFrame({
             "example_id": np.arange(len(prep.labels)), "label": prep.labels.cpu().numpy(),
             "original_label": prep.original.cpu().numpy(), "is_noisy": prep.is_noisy.cpu().numpy(),
             "final_loss": self.last_loss.float().cpu().numpy(),
-            "first_learned_epoch": self.first_learned.cpu().numpy()})
+            # -1 (never learned) is the trainer's own marker; the table says it with a null
+            "first_learned_epoch": pd.array(np.where(first >= 0, first, None), dtype="Int64")})
 
 
 def train_in_memory(cfg: RunConfig, device: str | torch.device = "cpu", data: Dataset | None = None) -> RunData:
@@ -281,9 +284,21 @@ def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
     return state
 
 
+def progress_path(run_id: str) -> str:
+    return f"checkpoints/{run_id}/progress.json"
+
+
+def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
+    """A few bytes of JSON per epoch, so `run_sweep.py --status` in another terminal can say "epoch k of E"
+    without loading a checkpoint or asking Ray."""
+    note = {"epoch": int(row["epoch"]), "epochs": cfg.epochs, "noisy_acc": float(row["noisy_acc"]),
+            "test_acc": float(row["test_acc"]), "host": socket.gethostname(), "time": time.time()}
+    store.write_bytes(progress_path(cfg.run_id), json.dumps(note).encode())
+
+
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                node: str | None = None) -> dict[str, object]:
+                ray_node_id: str | None = None) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
     Each epoch saves the weights (epoch_XXX.pt, for the probes) and then the resume state (state.pt), both
@@ -317,6 +332,7 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
         store.save_torch(f"{ckdir}/state.pt", {
             "trainer": trainer.state_dict(), "epoch_rows": epoch_rows, "grad_rows": grad_rows,
             "seconds": seconds_now, "files": {k: [e.size, e.sha256] for k, e in files.items()}})
+        write_progress(store, cfg, row)
         if on_epoch is not None:
             on_epoch(row)
     for table, frame in (("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
@@ -325,7 +341,7 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     run_row = {"n_train": len(prep.labels), "n_test": len(prep.data.test.y),
                "n_noisy": int(prep.is_noisy.sum()), "status": "complete",
                "seconds": seconds + time.perf_counter() - start, "device": str(device),
-               "node": node or socket.gethostname(),
+               "node": socket.gethostname(), "ray_node_id": ray_node_id,
                "versions": f"python={platform.python_version()};torch={torch.__version__}",
                "checkpoint_dir": store.path(ckdir)}
     runs = with_run_columns(pd.DataFrame([run_row]), cfg)

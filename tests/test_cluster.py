@@ -31,7 +31,8 @@ def test_trials_run_on_both_nodes(tmp_path):
         ray_cluster.stop(temp)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = pd.read_parquet(tmp_path / "results" / "runs")
-    assert len(runs) == 4 and runs["node"].nunique() == 2
+    assert len(runs) == 4 and runs["ray_node_id"].nunique() == 2  # both Ray nodes trained
+    assert runs["node"].nunique() == 1 and runs["ray_node_id"].str.len().eq(56).all()  # one host; full ids
     assert pd.read_parquet(tmp_path / "results" / "rewinding")["run_id"].nunique() == 4
 
 
@@ -69,7 +70,7 @@ def test_lost_worker_node_resumes_its_run_elsewhere(tmp_path):
     assert proc.returncode == 0, output[-4000:]
     runs = pd.read_parquet(results / "runs")
     assert len(runs) == 2 and (runs["status"] == "complete").all()
-    assert runs["node"].nunique() == 1  # the worker is gone, so both runs finished on the head
+    assert runs["ray_node_id"].nunique() == 1  # the worker is gone, so both runs finished on the head
     epochs = pd.read_parquet(results / "epochs")
     assert not epochs.duplicated(["run_id", "epoch"]).any()
     assert (epochs.groupby("run_id")["epoch"].apply(sorted) == [list(range(1, 21))] * 2).all()

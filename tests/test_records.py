@@ -3,6 +3,8 @@ results folder: what counts as done, what damage is found, and that damaged work
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -14,6 +16,7 @@ from sweep.grids import Grid
 from sweep.plan import Task, check_results_match, make_plan, repair, selected_probes, task_record
 from sweep.store import Store
 from sweep.train import checkpoint_dir, execute_run, load_run, run_is_complete, run_record
+from tests.tables import sample_frame
 
 CFG = RunConfig(dataset="digits", arch="mlp", noise=0.1, seed=0, noise_seed=0, epochs=4, batch_size=256, width=0.5)
 ANALYSIS = AnalysisConfig(rewind_epochs=(0, 2), retrain_epochs=2)
@@ -49,8 +52,17 @@ def test_a_run_record_lists_every_checkpoint_and_table_with_size_and_checksum(tr
     assert record.settings == records.plain(CFG.__dict__)
 
 
+def older_layout(store: Store) -> None:
+    """The run's record as a version before fixed table schemas wrote it (no `layout` field: layout 1)."""
+    rel = records.run_record_path(CFG.run_id)
+    doc = json.loads(store.read_bytes(rel))
+    del doc["layout"]
+    store.write_bytes(rel, json.dumps(doc).encode())
+
+
 @pytest.mark.parametrize("damage, needle", [
     (lambda s: s.write_bytes(checkpoint(s, 4), s.read_bytes(checkpoint(s, 4))[:100]), "has 100 bytes"),
+    (older_layout, "its tables are in an older layout (1; this version writes 2)"),
     (lambda s: s.delete(checkpoint(s, 2)), "epoch_002.pt is missing"),
     (lambda s: s.write_bytes(f"epochs/{CFG.run_id}.parquet", b"PAR1"), "has 4 bytes"),
 ])
@@ -106,7 +118,7 @@ def test_a_resume_state_with_a_hole_or_unreadable_trains_from_the_start(trained,
 
 def write_task(store: Store, task: Task, run_record_id: str, analysis: AnalysisConfig) -> None:
     rel = store.table_file("rewinding", task.file_name)
-    files = {rel: store.write_table("rewinding", task.file_name, pd.DataFrame({"layer": [0]}))}
+    files = {rel: store.write_table("rewinding", task.file_name, sample_frame("rewinding", task.cfg, n=1))}
     records.write(store, records.task_record_path(task.file_name), task_record(task, run_record_id, analysis, files))
 
 

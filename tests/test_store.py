@@ -2,34 +2,45 @@ import pandas as pd
 import pytest
 import torch
 
+from sweep.config import RunConfig
 from sweep.errors import UserError
 from sweep.paths import resolve_location
 from sweep.store import Store
+from tests.tables import sample_frame
 
 
 def test_table_round_trip_through_pandas(tmp_path):
     store = Store(str(tmp_path))
-    store.write_table("epochs", "run-a", pd.DataFrame({"run_id": ["a", "a"], "epoch": [1, 2], "acc": [0.5, 0.75]}))
-    store.write_table("epochs", "run-b", pd.DataFrame({"run_id": ["b"], "epoch": [1], "acc": [0.25]}))
-    back = pd.read_parquet(tmp_path / "epochs").sort_values(["run_id", "epoch"]).reset_index(drop=True)
-    assert back.to_dict("list") == {"run_id": ["a", "a", "b"], "epoch": [1, 2, 1], "acc": [0.5, 0.75, 0.25]}
-    assert store.read_table("epochs").shape == (3, 3)
+    a, b = RunConfig(seed=0), RunConfig(seed=1)
+    store.write_table("epochs", "run-a", sample_frame("epochs", a, n=2))
+    store.write_table("epochs", "run-b", sample_frame("epochs", b, n=1))
+    back = pd.read_parquet(tmp_path / "epochs").sort_values(["seed", "epoch"]).reset_index(drop=True)
+    expected = pd.concat([sample_frame("epochs", a, n=2), sample_frame("epochs", b, n=1)], ignore_index=True)
+    pd.testing.assert_frame_equal(back, expected)
+    assert store.read_table("epochs").shape == expected.shape
     assert store.read_table("flips") is None
+
+
+def test_a_frame_that_does_not_fit_its_table_is_refused_by_name(tmp_path):
+    store = Store(str(tmp_path))
+    with pytest.raises(ValueError, match=r"missing \['test_acc'\].*\['acc'\]"):
+        store.write_table("epochs", "r", sample_frame("epochs").drop(columns="test_acc").assign(acc=1.0))
+    assert not (tmp_path / "epochs").exists()
 
 
 def test_rewrite_replaces_and_leaves_no_temporary_files(tmp_path):
     store = Store(str(tmp_path))
     for value in (1, 2):
-        store.write_table("runs", "r", pd.DataFrame({"x": [value]}))
-    assert pd.read_parquet(tmp_path / "runs")["x"].tolist() == [2]
+        store.write_table("runs", "r", sample_frame("runs", n=1, n_train=value))
+    assert pd.read_parquet(tmp_path / "runs")["n_train"].tolist() == [2]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r.parquet"]
 
 
 def test_hidden_temporary_file_is_not_read_as_data(tmp_path):
     store = Store(str(tmp_path))
-    store.write_table("runs", "r", pd.DataFrame({"x": [1]}))
+    store.write_table("runs", "r", sample_frame("runs", n=1))
     (tmp_path / "runs" / ".tmp-123-s.parquet").write_bytes(b"half a file")
-    assert pd.read_parquet(tmp_path / "runs")["x"].tolist() == [1]
+    assert len(pd.read_parquet(tmp_path / "runs")) == 1
 
 
 def test_checkpoint_round_trip_and_corrupt_file_is_a_clear_error(tmp_path):
@@ -53,18 +64,6 @@ def test_checkpoint_with_arbitrary_object_is_refused(tmp_path):
     (tmp_path / "x.pt").write_bytes(pickle.dumps(Evil()))
     with pytest.raises(UserError):
         Store(str(tmp_path)).load_torch("x.pt")
-
-
-def test_list_of_struct_column_reads_back_with_plain_pandas(tmp_path):
-    import pyarrow as pa
-
-    units = pa.array([[{"group": "fc1", "layer": "fc1.linear", "index": 3}], []],
-                     type=pa.list_(pa.struct([("group", pa.string()), ("layer", pa.string()), ("index", pa.int64())])))
-    frame = pd.DataFrame({"example_id": [7, 9], "units": pd.Series(units, dtype=pd.ArrowDtype(units.type))})
-    Store(str(tmp_path)).write_table("flips", "r", frame)
-    back = pd.read_parquet(tmp_path / "flips")
-    assert list(back["units"].iloc[0]) == [{"group": "fc1", "layer": "fc1.linear", "index": 3}]
-    assert len(back["units"].iloc[1]) == 0
 
 
 def test_locations_resolve_against_the_working_directory_and_uris_pass_through(tmp_path, monkeypatch):

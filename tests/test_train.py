@@ -1,6 +1,7 @@
 """Training: schedule shape, gradient accounting against a brute-force computation, memorization, persistence."""
 
 import math
+import socket
 import subprocess
 import sys
 
@@ -135,10 +136,13 @@ def test_interrupted_run_resumes_to_identical_tables(tmp_path, digits):
     assert epochs["epoch"].tolist() == [1, 2, 3, 4]
     examples = pd.read_parquet(tmp_path / "b" / "examples")
     assert len(examples) == len(digits.train.y) and examples["example_id"].is_unique
-    assert set(examples["first_learned_epoch"]) <= {-1, 1, 2, 3, 4}
+    learned = examples["first_learned_epoch"]
+    assert str(learned.dtype) == "Int64" and set(learned.dropna()) <= {1, 2, 3, 4}
+    assert learned.isna().any() and learned.notna().any()  # after 4 epochs some examples are not learned yet
     run = pd.read_parquet(tmp_path / "b" / "runs").iloc[0]
     assert run["n_noisy"] == round(0.1 * len(digits.train.y)) == int(examples["is_noisy"].sum())
     assert run["status"] == "complete" and run["dataset"] == "digits" and run["run_id"] == cfg.run_id
+    assert run["node"] == socket.gethostname() and pd.isna(run["ray_node_id"])  # trained here, without Ray
 
 
 def test_resumed_dropout_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
@@ -187,4 +191,4 @@ def test_cli_trains_and_writes_tables(tmp_path):
         frame = pd.read_parquet(tmp_path / "out" / table)
         assert {"run_id", "dataset", "arch", "variant", "noise", "seed", "width"} <= set(frame.columns)
     ckpts = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir().__next__().iterdir())
-    assert ckpts == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "state.pt"]
+    assert ckpts == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "progress.json", "state.pt"]

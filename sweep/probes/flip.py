@@ -40,20 +40,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweep import schemas
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
-from sweep.models.groups import UnitLayer, unit_layers
+from sweep.models.groups import UnitLayer, group_names, unit_layers
 from sweep.probes import Probe, RunData, register_probe
 
-UNIT_TYPE = pa.struct([("group", pa.string()), ("layer", pa.string()), ("index", pa.int64())])
-UNITS_TYPE = pa.list_(UNIT_TYPE)
-FLIP_COLUMNS = ("example_id", "is_noisy", "n_units", "flipped", "units", "clean_acc", "noisy_acc", "test_acc",
-                "clean_acc_base", "noisy_acc_base", "test_acc_base", "n_eligible_clean", "n_eligible_noisy")
+FLIP_COLUMNS = tuple(c.name for c in schemas.TABLES["flips"].columns)
+UNITS_TYPE = schemas.TABLES["flips"].columns[FLIP_COLUMNS.index("units")].type
 PARTS = ("clean", "noisy", "test")
 CPU_BUDGET_BYTES = 256 << 20  # activations per CPU pass: large enough to amortise, small enough for cache
 MAX_ROWS = 1 << 16
@@ -71,6 +69,7 @@ class UnitSpace:
     layers: tuple[UnitLayer, ...]
     offsets: tuple[int, ...]
     total: int
+    groups: tuple[str, ...]  # the model's layer groups in forward order: a unit's `layer` is its group's index
 
     @classmethod
     def of(cls, model: nn.Module) -> UnitSpace:
@@ -79,13 +78,15 @@ class UnitSpace:
             raise UserError(f"{type(model).__name__} has no hidden conv/linear units to flip")
         sizes = [layer.n_units for layer in layers]
         offsets = tuple(int(o) for o in np.cumsum([0, *sizes[:-1]]))
-        return cls(layers, offsets, int(sum(sizes)))
+        return cls(layers, offsets, int(sum(sizes)), tuple(group_names(model)))
 
     def describe(self, unit: int) -> dict[str, object]:
-        """{"group", "layer", "index"} of a global unit index (the `units` entries of the flips table)."""
+        """{"layer", "layer_name", "module", "unit"} of a global unit index (an entry of the flips table's
+        `units`): the group's index and name as every layer table has them, and where the unit sits inside."""
         i = int(np.searchsorted(self.offsets, unit, side="right")) - 1
         layer = self.layers[i]
-        return {"group": layer.group, "layer": layer.name, "index": int(unit - self.offsets[i])}
+        return {"layer": self.groups.index(layer.group), "layer_name": layer.group, "module": layer.name,
+                "unit": int(unit - self.offsets[i])}
 
 
 @dataclass
@@ -499,13 +500,17 @@ def eval_parts(run: RunData, size: int | None, seed: int) -> list[tuple[torch.Te
 
 
 def empty_flips() -> pd.DataFrame:
-    """A zero-row flips frame with the table's column types (the units column keeps its list<struct> type)."""
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in FLIP_COLUMNS})
-    types = {"example_id": "int64", "is_noisy": "bool", "n_units": "int64", "flipped": "bool",
-             "n_eligible_clean": "int64", "n_eligible_noisy": "int64"}
-    frame = frame.astype(types)
-    frame["units"] = pd.Series(pa.array([], type=UNITS_TYPE), dtype=pd.ArrowDtype(UNITS_TYPE))
-    return frame
+    """A zero-row flips frame with the table's column types."""
+    return schemas.rows_frame("flips", [])
+
+
+def flip_units(flips: pd.DataFrame) -> pd.DataFrame:
+    """The long form of `flips.units`: one row per removed unit, numbered by removal order (`step`), so "in
+    which layers are the removed units" is a groupby rather than a loop over nested lists."""
+    rows = [{"example_id": example, "is_noisy": noisy, "step": step, **unit}
+            for example, noisy, units in zip(flips["example_id"], flips["is_noisy"], flips["units"], strict=True)
+            for step, unit in enumerate(units)]
+    return schemas.rows_frame("flip_units", rows)
 
 
 # Everything that decides which targets a chunk holds and what its rows say. A chunk's file name carries its
@@ -544,7 +549,7 @@ def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
     lo = chunk * analysis.flip_chunk
     ids = selection.ids[lo:lo + analysis.flip_chunk]
     if len(ids) == 0:
-        return {"flips": empty_flips()}
+        return {"flips": empty_flips(), "flip_units": flip_units(empty_flips())}
     train = run.data.train
     pop = population_ids(len(train), analysis.flip_population, seed).to(run.device)
     ids_dev = ids.to(run.device)
@@ -564,14 +569,14 @@ def run_flip(run: RunData, shard: str, analysis: AnalysisConfig,
         "is_noisy": selection.is_noisy[lo:lo + len(ids)].numpy().astype(bool),
         "n_units": np.array([len(o.units) for o in outcomes], dtype=np.int64),
         "flipped": np.array([o.flipped for o in outcomes], dtype=bool),
-        "units": pd.Series(pa.array(units, type=UNITS_TYPE), dtype=pd.ArrowDtype(UNITS_TYPE)),
+        "units": pd.Series(units, dtype=object),
         **{f"{p}_acc": edited[:, i] for i, p in enumerate(PARTS)},
         **{f"{p}_acc_base": np.full(len(ids), base[i]) for i, p in enumerate(PARTS)},
         "n_eligible_clean": np.full(len(ids), selection.n_eligible_clean, dtype=np.int64),
         "n_eligible_noisy": np.full(len(ids), selection.n_eligible_noisy, dtype=np.int64),
     })
-    return {"flips": frame[list(FLIP_COLUMNS)]}
+    return {"flips": frame[list(FLIP_COLUMNS)], "flip_units": flip_units(frame)}
 
 
-register_probe(Probe(name="flip", tables=("flips",), shards=flip_shards, run=run_flip,
+register_probe(Probe(name="flip", tables=("flips", "flip_units"), shards=flip_shards, run=run_flip,
                      applies=lambda cfg: cfg.variant == "standard", settings=CHUNK_SETTINGS))

@@ -30,12 +30,10 @@ from torch import nn
 from sweep.config import AnalysisConfig
 from sweep.probes import Probe, RunData, register_probe
 from sweep.probes.evaluate import autocast, prepare_inputs, prepare_model, split_accuracies
-from sweep.probes.rewind import group_index, group_shards, load_group
+from sweep.probes.rewind import base_columns, group_index, group_shards, load_group
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
+from sweep.schemas import rows_frame
 
-COLUMNS = ("layer", "layer_name", "epoch", "clean_acc", "noisy_acc", "test_acc")
-DTYPES = {"layer": "int64", "layer_name": "object", "epoch": "int64", "clean_acc": "float64",
-          "noisy_acc": "float64", "test_acc": "float64"}
 SEED_STRIDE = 1_000_003  # seed * stride + offset + group: a batch-order stream per (run seed, group)
 SEED_OFFSET = 500_009    # keeps these streams apart from the trainer's seed * stride + epoch
 
@@ -69,22 +67,24 @@ def isolate_group(model: nn.Module, keys: list[str]) -> list[nn.Parameter]:
     return params
 
 
-def _row(layer: int, group: str, epoch: int, model: nn.Module, run: RunData) -> dict[str, object]:
+def _row(layer: int, group: str, epoch: int, model: nn.Module, run: RunData,
+         base: dict[str, float]) -> dict[str, object]:
     acc = split_accuracies(model, run)
-    return {"layer": layer, "layer_name": group, "epoch": epoch, "clean_acc": acc.clean,
-            "noisy_acc": acc.noisy, "test_acc": acc.test}
+    return {"layer": layer, "layer_name": group, "retrain_epoch": epoch, "clean_acc": acc.clean,
+            "noisy_acc": acc.noisy, "test_acc": acc.test, **base}
 
 
 def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[nn.Module, pd.DataFrame]:
     """Retrain one group as the module docstring says; returns the retrained model and one row per epoch.
 
-    Row epoch 0 is the model right after the reset, before any training.
+    Row retrain_epoch 0 is the model right after the reset, before any training.
     """
     from sweep.models.groups import group_state_keys
 
     if 0 not in run.epochs:
         raise ValueError(f"retraining needs the epoch-0 checkpoint; this run has epochs {run.epochs}")
     model = prepare_model(run.model_at(run.final_epoch))
+    base = base_columns(split_accuracies(model, run))  # before the reset: what retraining is measured against
     layer = group_index(model, group)
     keys = group_state_keys(model, group)
     load_group(model, run.state(0), keys)
@@ -98,7 +98,7 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
     gen = torch.Generator(device=run.device)
     gen.manual_seed(run.cfg.seed * SEED_STRIDE + SEED_OFFSET + layer)
 
-    rows = [_row(layer, group, 0, model, run)]
+    rows = [_row(layer, group, 0, model, run, base)]
     streak = 0
     for epoch in range(1, analysis.retrain_epochs + 1):
         order = clean[torch.randperm(len(clean), device=run.device, generator=gen)]
@@ -111,11 +111,11 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
                 logits = model(prepare_inputs(x[idx]), ids=idx)
             F.cross_entropy(logits.float(), y[idx]).backward()
             optimizer.step()
-        rows.append(_row(layer, group, epoch, model, run))
+        rows.append(_row(layer, group, epoch, model, run, base))
         streak = streak + 1 if rows[-1]["clean_acc"] >= 1.0 else 0
         if streak >= analysis.retrain_patience:
             break
-    return model, pd.DataFrame(rows, columns=list(COLUMNS)).astype(DTYPES)
+    return model, rows_frame("retraining", rows)
 
 
 def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.DataFrame]:

@@ -22,11 +22,9 @@ from torch import nn
 
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.probes import Probe, RunData, register_probe
-from sweep.probes.evaluate import prepare_model, split_accuracies
+from sweep.probes.evaluate import Accuracies, prepare_model, split_accuracies
+from sweep.schemas import rows_frame
 
-COLUMNS = ("layer", "layer_name", "rewind_epoch", "rewind_buffers", "clean_acc", "noisy_acc", "test_acc")
-DTYPES = {"layer": "int64", "layer_name": "object", "rewind_epoch": "int64", "rewind_buffers": "bool",
-          "clean_acc": "float64", "noisy_acc": "float64", "test_acc": "float64"}
 
 @lru_cache(maxsize=64)
 def _group_names(dataset: str, arch: str, width: float) -> tuple[str, ...]:
@@ -80,6 +78,12 @@ def load_group(model: nn.Module, state: Mapping[str, torch.Tensor], keys: list[s
         raise KeyError(f"keys not in the model: {result.unexpected_keys}")
 
 
+def base_columns(base: Accuracies) -> dict[str, float]:
+    """The final model's accuracies, repeated on each row of a layer probe, so "how much did this edit cost"
+    needs no join."""
+    return {"clean_acc_base": base.clean, "noisy_acc_base": base.noisy, "test_acc_base": base.test}
+
+
 def rewind_group(run: RunData, group: str, epochs: Iterable[int], buffers: bool = False) -> pd.DataFrame:
     """Rows for one group: accuracies of the final model with that group's parameters (and, with `buffers`,
     its buffers) rewound to each of `epochs`."""
@@ -88,14 +92,15 @@ def rewind_group(run: RunData, group: str, epochs: Iterable[int], buffers: bool 
     model = prepare_model(run.model_at(run.final_epoch))
     layer = group_index(model, group)
     keys = group_state_keys(model, group, buffers=buffers)
+    base = split_accuracies(model, run)  # the final model: what each rewind is measured against
     rows = []
     for epoch in rewind_epochs(epochs, run.epochs):
         load_group(model, run.state(epoch), keys)
         acc = split_accuracies(model, run)
         rows.append({"layer": layer, "layer_name": group, "rewind_epoch": epoch, "rewind_buffers": buffers,
-                     "clean_acc": acc.clean,
-                     "noisy_acc": acc.noisy, "test_acc": acc.test})
-    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(DTYPES)
+                     "clean_acc": acc.clean, "noisy_acc": acc.noisy, "test_acc": acc.test,
+                     **base_columns(base)})
+    return rows_frame("rewinding", rows)
 
 
 def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.DataFrame]:

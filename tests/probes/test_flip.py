@@ -12,14 +12,13 @@ import copy
 import statistics
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
-from sweep.models.groups import unit_layers
+from sweep.models.groups import group_names, unit_layers
 from sweep.probes import PROBES
 from sweep.probes.flip import (
     FLIP_COLUMNS,
@@ -38,6 +37,8 @@ from sweep.probes.flip import (
     select_targets,
 )
 from sweep.probes.flip_reference import flip_plain
+from sweep.schemas import TABLES
+from sweep.store import Store, with_run_columns
 from sweep.train import train_in_memory
 
 
@@ -54,10 +55,15 @@ def resnet_run(digits):
 
 
 @pytest.fixture(scope="module")
-def mlp_flips(mlp_run):
-    """The probe on 60 clean + 60 noisy examples of the MLP run, in one chunk."""
+def mlp_flip_tables(mlp_run):
+    """The probe on 60 clean + 60 noisy examples of the MLP run, in one chunk: both of its tables."""
     analysis = AnalysisConfig(flip_clean=60, flip_noisy=60, flip_chunk=120, flip_eval_size=200)
-    return run_flip(mlp_run, _shard(analysis, 0), analysis)["flips"]
+    return run_flip(mlp_run, _shard(analysis, 0), analysis)
+
+
+@pytest.fixture(scope="module")
+def mlp_flips(mlp_flip_tables):
+    return mlp_flip_tables["flips"]
 
 
 def _shard(analysis: AnalysisConfig, index: int) -> str:
@@ -131,14 +137,17 @@ def test_flip_rows_are_complete_and_consistent(mlp_run, mlp_flips):
     assert list(frame.columns) == list(FLIP_COLUMNS)
     assert frame.example_id.is_unique
     assert (frame.flipped | (frame.n_units == 1000)).all()
-    space = UnitSpace.of(mlp_run.model_at(mlp_run.final_epoch))
-    names = {layer.name: (layer.group, layer.n_units) for layer in space.layers}
+    model = mlp_run.model_at(mlp_run.final_epoch)
+    space = UnitSpace.of(model)
+    modules = {layer.name: (layer.group, layer.n_units) for layer in space.layers}
+    groups = group_names(model)  # `layer` is the same group index as in the rewinding/retraining tables
     for units, n in zip(frame.units, frame.n_units, strict=True):
         assert len(units) == n >= 1
-        keys = [(u["layer"], u["index"]) for u in units]
+        keys = [(u["module"], u["unit"]) for u in units]
         assert len(set(keys)) == len(keys)  # no unit removed twice
         for u in units:
-            assert names[u["layer"]][0] == u["group"] and 0 <= u["index"] < names[u["layer"]][1]
+            group, size = modules[u["module"]]
+            assert u["layer_name"] == group and u["layer"] == groups.index(group) and 0 <= u["unit"] < size
     acc = frame[[c for c in FLIP_COLUMNS if c.endswith("acc") or c.endswith("_base")]]
     assert ((acc >= 0) & (acc <= 1)).all().all()
     assert frame.clean_acc_base.nunique() == 1 and frame.clean_acc_base.iloc[0] > 0.9
@@ -229,11 +238,25 @@ def test_shards_cover_the_selection_and_extra_chunks_are_empty(mlp_run, tmp_path
     assert sorted(both.example_id) == sorted(sel.ids.tolist()) and both.is_noisy.sum() == 1
     past = run_flip(mlp_run, _shard(analysis, 7), analysis)["flips"]
     assert len(past) == 0 and list(past.columns) == list(FLIP_COLUMNS)
-    # Written the way the engine writes, an empty chunk keeps the units type and the table reads as one.
-    for name, frame in (("a", mlp_flips), ("b", past), ("c", empty_flips())):
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / f"{name}.parquet")
-    table = pq.read_table(tmp_path)
-    assert table.schema.field("units").type == UNITS_TYPE and table.num_rows == len(mlp_flips)
+    # Written the way the engine writes, an empty chunk keeps the units type and the folder reads as one table
+    # with plain pandas, whichever file comes first by name.
+    store = Store(str(tmp_path))
+    for name, frame in (("a", past), ("b", mlp_flips), ("c", empty_flips())):
+        store.write_table("flips", name, with_run_columns(frame, mlp_run.cfg))
+    read = pd.read_parquet(tmp_path / "flips")
+    assert pq.read_schema(tmp_path / "flips" / "a.parquet").field("units").type == UNITS_TYPE
+    assert len(read) == len(mlp_flips) and list(read.units.map(len)) == list(mlp_flips.n_units)
+
+
+def test_flip_units_is_the_long_form_of_units(mlp_flip_tables):
+    flips, long = mlp_flip_tables["flips"], mlp_flip_tables["flip_units"]
+    assert list(long.columns) == [c.name for c in TABLES["flip_units"].columns]
+    assert len(long) == flips.n_units.sum()
+    for row in flips.itertuples():
+        mine = long[long.example_id == row.example_id].sort_values("step")
+        assert mine.step.tolist() == list(range(row.n_units)) and (mine.is_noisy == row.is_noisy).all()
+        expected = [(u["layer"], u["layer_name"], u["module"], u["unit"]) for u in row.units]
+        assert list(mine[["layer", "layer_name", "module", "unit"]].itertuples(index=False, name=None)) == expected
 
 
 def test_bad_parameters_are_refused(mlp_run):
@@ -251,6 +274,6 @@ def test_bad_parameters_are_refused(mlp_run):
 
 def test_probe_is_registered_for_standard_runs_only():
     probe = PROBES["flip"]
-    assert probe.tables == ("flips",)
+    assert probe.tables == ("flips", "flip_units")
     assert probe.applies(RunConfig(variant="standard"))
     assert not probe.applies(RunConfig(variant="tied"))

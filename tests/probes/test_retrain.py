@@ -12,8 +12,9 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Split
 from sweep.models.groups import group_state_keys
 from sweep.probes import PROBES
-from sweep.probes.retrain import COLUMNS, isolate_group, retrain_group
+from sweep.probes.retrain import isolate_group, retrain_group
 from sweep.probes.rewind import group_names
+from sweep.schemas import TABLES
 from sweep.train import train_in_memory
 
 
@@ -55,7 +56,7 @@ def test_retraining_changes_the_group_and_nothing_else(resnet_run):
         assert any(k.endswith("weight") for k in changed), group
         if any("running_mean" in k for k in keys):
             assert any("running_mean" in k for k in changed), group
-        assert rows["epoch"].tolist() == [0, 1]
+        assert rows["retrain_epoch"].tolist() == [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +75,14 @@ def test_retraining_curves_recover_clean_accuracy_for_every_group(mlp_run):
     analysis = AnalysisConfig()
     probe = PROBES["retrain"]
     assert probe.tables == ("retraining",) and probe.applies(run.cfg)
+    columns = [c.name for c in TABLES["retraining"].columns]
     for layer, group in enumerate(probe.shards(run.cfg, analysis)):
         rows = probe.run(run, group, analysis)["retraining"]
-        assert list(rows.columns) == list(COLUMNS)
+        assert list(rows.columns) == columns
         assert (rows["layer"] == layer).all() and (rows["layer_name"] == group).all()
-        epochs = rows["epoch"].tolist()
+        # the baseline is the final model's, on every row, whatever the reset did
+        assert (rows[["clean_acc_base", "noisy_acc_base", "test_acc_base"]] == tuple(trained)).all(axis=None)
+        epochs = rows["retrain_epoch"].tolist()
         assert epochs == list(range(len(epochs))) and 2 <= len(epochs) <= analysis.retrain_epochs + 1
         assert rows.iloc[0]["noisy_acc"] < trained.noisy - 0.1  # the reset removed memorized examples
         assert rows.iloc[-1]["clean_acc"] >= min(0.9, trained.clean - 0.05), (group, rows)

@@ -106,6 +106,7 @@ def test_rewinding_to_the_last_epoch_reproduces_the_final_accuracies(digits, arc
         assert (rows["layer"] == layer).all() and (rows["layer_name"] == group).all()
         last = rows.iloc[-1]
         assert (last["clean_acc"], last["noisy_acc"], last["test_acc"]) == tuple(final)
+        assert (last["clean_acc_base"], last["noisy_acc_base"], last["test_acc_base"]) == tuple(final)
 
 
 @pytest.mark.parametrize("buffers", [False, True])
@@ -122,6 +123,8 @@ def test_rewound_rows_match_a_model_built_from_the_rewound_state(digits, buffers
         model.load_state_dict(rewound_state(run.state(run.final_epoch), early, keys))
         expected = (row["clean_acc"], row["noisy_acc"], row["test_acc"])
         assert tuple(split_accuracies(model.eval(), run)) == expected
+        base = (row["clean_acc_base"], row["noisy_acc_base"], row["test_acc_base"])
+        assert base == tuple(split_accuracies(run.model_at(run.final_epoch), run))  # the unedited model
 
 
 @pytest.mark.parametrize("buffers", [False, True])
