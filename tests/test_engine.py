@@ -93,6 +93,33 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     print(f"smoke grid took {elapsed:.0f}s")
 
 
+def python_blocks(text: str, heading: str) -> list[str]:
+    """The ```python blocks of one README section."""
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_python_api_and_table_examples_run_on_a_real_sweep(smoke, monkeypatch, capsys):
+    """What the README and results/README.md tell a notebook user to type works, as written, next to the smoke
+    sweep's `results/` (before the tests below damage it)."""
+    from sweep.schemas import TABLES
+    from tests.test_schemas import run_example
+
+    results = smoke[0]
+    monkeypatch.chdir(results.parent)
+    blocks = python_blocks((ROOT / "README.md").read_text(), "## Python API (notebooks)")
+    assert len(blocks) == 3
+    scope: dict[str, object] = {}
+    for block in blocks:
+        exec(block, scope)  # noqa: S102 - the README's own code
+    printed = capsys.readouterr().out
+    assert "noisy_acc" in printed and "rewind_epoch" in printed and "Accuracies(clean=" in printed
+    assert (results.parent / "figure3.png").stat().st_size > 0 and (results.parent / "figure3.svg").exists()
+    for table in TABLES:
+        answer = run_example(table)
+        assert answer is not None and len(answer) > 0, table
+
+
 def smoke_toml(tmp_path: Path, **changes: object) -> Path:
     """The smoke grid as a TOML file, with analysis settings changed."""
     from sweep.grids import BUILTIN

@@ -82,9 +82,8 @@ def test_each_tables_pandas_example_runs(tmp_path, monkeypatch, table):
     """The catalogue's example for a table, run as written (relative `results/` path) on a folder of that
     table's rows, gives a non-empty answer. tests/test_engine.py runs them on a real sweep too."""
     store = Store(str(tmp_path / "results"))
-    lost = {"is_noisy": False, "correct_tied": True, "correct_drop": False} if table == "dropout_examples" else {}
     for seed in (0, 1):
-        store.write_table(table, f"r{seed}", sample_frame(table, RunConfig(seed=seed), n=6, seed=seed, **lost))
+        store.write_table(table, f"r{seed}", sample_frame(table, RunConfig(seed=seed), n=6, seed=seed))
     monkeypatch.chdir(tmp_path)
     answer = run_example(table)
     assert answer is not None and len(answer) > 0
