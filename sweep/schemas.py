@@ -120,6 +120,10 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("final_loss", FLOAT, "nats", "cross-entropy under the training label at the final epoch (eval mode)"),
         Column("first_learned_epoch", INT, "epoch", "first epoch (1..epochs) at whose end the example was predicted "
                "as its training label; null (pd.NA) = never learned", nullable_int=True),
+        Column("aum", FLOAT, "logit", "area under the margin (Pleiss et al., 2020): mean over epochs of the training "
+               "label's logit minus the largest other logit, eval mode; low or negative = suspicious"),
+        Column("forgetting_events", INT, "events", "times the example went from predicted as labelled to not, "
+               "between consecutive epochs (Toneva et al., 2019); 0 also for never-learned examples"),
     ), "Are mislabeled examples learned later, and how many are never learned?",
         'ex = pd.read_parquet("results/examples")\n'
         'ex.groupby(["arch", "is_noisy"])["first_learned_epoch"].agg(["median", lambda s: s.isna().mean()])'),

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from sweep import lock, records
 from sweep.config import RunConfig
 from sweep.data import Dataset, load_dataset
+from sweep.dynamics import Dynamics, margins
 from sweep.errors import DamagedFile, UserError
 from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
@@ -94,6 +95,7 @@ class Trainer:
         self.epoch = 0
         self.first_learned = torch.full((n,), -1, dtype=torch.long, device=device)
         self.last_loss = torch.zeros(n, device=device)
+        self.dynamics = Dynamics(n, device)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
@@ -175,13 +177,14 @@ class Trainer:
         """Eval-mode accuracies; also updates each example's first-learned epoch and last loss."""
         prep, model = self.prep, self.model.eval()
         train_x, test = prep.data.train.x, prep.data.test
-        preds, losses = [], []
+        preds, losses, margin = [], [], []
         for s in range(0, len(train_x), batch):
             ids = torch.arange(s, min(s + batch, len(train_x)), device=self.device)
             with self._autocast():
                 logits = model(self._inputs(train_x[ids]), ids=ids).float()
             preds.append(logits.argmax(1))
             losses.append(F.cross_entropy(logits, prep.labels[ids], reduction="none"))
+            margin.append(margins(logits, prep.labels[ids]))
         pred, loss = torch.cat(preds), torch.cat(losses)
         test_correct = torch.zeros((), device=self.device)
         for s in range(0, len(test.x), batch):
@@ -189,6 +192,7 @@ class Trainer:
                 test_correct += (model(self._inputs(test.x[s:s + batch])).argmax(1) == test.y[s:s + batch]).sum()
         correct = pred == prep.labels
         self.first_learned = torch.where(correct & (self.first_learned < 0), self.epoch, self.first_learned)
+        self.dynamics.update(torch.cat(margin), correct)
         self.last_loss = loss
         clean, noisy = ~prep.is_noisy, prep.is_noisy
         stats = torch.stack([correct[clean].float().mean(), correct[noisy].float().mean(),
@@ -202,6 +206,7 @@ class Trainer:
         would replay its masks from the start of the stream."""
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
                 "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu(),
+                "dynamics": self.dynamics.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if self.cuda else []}
 
@@ -211,6 +216,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.first_learned = state["first_learned"].to(self.device)
         self.last_loss = state["last_loss"].to(self.device)
+        self.dynamics.load_state_dict(state["dynamics"], self.device)
         if "rng_cpu" in state:  # absent in a state saved before generators were kept
             torch.set_rng_state(state["rng_cpu"])
         if self.cuda and state.get("rng_cuda"):
@@ -228,7 +234,8 @@ class Trainer:
             "original_label": prep.original.cpu().numpy(), "is_noisy": prep.is_noisy.cpu().numpy(),
             "final_loss": self.last_loss.float().cpu().numpy(),
             # -1 (never learned) is the trainer's own marker; the table says it with a null
-            "first_learned_epoch": pd.array(np.where(first >= 0, first, None), dtype="Int64")})
+            "first_learned_epoch": pd.array(np.where(first >= 0, first, None), dtype="Int64"),
+            "aum": self.dynamics.aum().cpu().numpy(), "forgetting_events": self.dynamics.forgetting.cpu().numpy()})
 
 
 def train_in_memory(cfg: RunConfig, device: str | torch.device = "cpu", data: Dataset | None = None) -> RunData:
@@ -274,6 +281,10 @@ def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
         state = store.load_torch(rel)
     except DamagedFile as exc:
         print(f"run {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
+        return None
+    if "dynamics" not in state.get("trainer", {}):  # saved by a version without per-example dynamics
+        print(f"run {cfg.run_id}: the saved state predates training-dynamics signals; training it from the start",
+              file=sys.stderr)
         return None
     files = {k: FileEntry(*v) for k, v in state.get("files", {}).items()}
     problem = records.problem(store, Record(cfg.run_id, {}, files)) if files else "it lists no checkpoint files"
