@@ -50,6 +50,8 @@ from sweep.plan import (
 )
 from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView
+from sweep.schemas import catalogue
+from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure
 from sweep.store import Store, with_run_columns
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
@@ -106,14 +108,14 @@ def _train_trial(config: dict) -> None:
     """
     cfg, opts = RunConfig(**config["run"]), Options(**config["options"])
     store = Store(opts.results)
-    node = ray.get_runtime_context().get_node_id()[:12]
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(row: dict[str, float]) -> None:
         tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc")})
 
     try:
         execute_run(cfg, store, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
-                    on_epoch=report, node=node)
+                    on_epoch=report, ray_node_id=node_id)
     except TRANSIENT:
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
@@ -186,6 +188,17 @@ class _Driver:
         self.failures.append(what)
         self.view.print(f"FAILED {what}")
 
+    def fail_run(self, cfg: RunConfig, error: str) -> None:
+        """A training failed: say so, and leave its note for --status (<results>/_failed/runs/<run_id>.json)."""
+        self.failed_runs.add(cfg.run_id)
+        self.fail(f"training {cfg.run_id}: {error}")
+        write_failure(self.store, run_failure_path(cfg.run_id), cfg.run_id, error)
+
+    def fail_task(self, task: Task, error: str) -> None:
+        """An analysis task failed: say so, and leave its note (<results>/_failed/tasks/<file_name>.json)."""
+        self.fail(f"{task.label}: {error}")
+        write_failure(self.store, task_failure_path(task.file_name), task.file_name, error)
+
     def task_cap(self) -> float:
         """CPUs analysis tasks may hold at once: what the remaining trainings leave free, at least one task."""
         slots = self.trainings_left if not self.opts.max_concurrent else min(self.trainings_left,
@@ -204,7 +217,7 @@ class _Driver:
                     _, seconds = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a failed task is reported, the rest go on
                     self.progress.task_finished(task.probe, None, ok=False)
-                    self.fail(f"{task.label}: {first_line(exc)}")
+                    self.fail_task(task, first_line(exc))
                 else:
                     self.tasks_run += 1
                     self.progress.task_finished(task.probe, seconds, ok=True)
@@ -241,8 +254,7 @@ class _TuneHooks(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
         if "error" in result:
-            self.driver.failed_runs.add(cfg.run_id)
-            self.driver.fail(f"training {cfg.run_id}: {result['error']}")
+            self.driver.fail_run(cfg, result["error"])
             return
         now = time.monotonic()
         previous = self.last_seen.get(cfg.run_id)
@@ -259,14 +271,14 @@ class _TuneHooks(tune.Callback):
             self.driver.trained += 1
             self.driver.queue_tasks(cfg)
         elif cfg.run_id not in self.driver.failed_runs:
-            self.driver.fail(f"training {cfg.run_id}: the trial ended without writing its runs row")
+            self.driver.fail_run(cfg, "the trial ended without writing its runs row")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
         self._finished(cfg)
         self.driver.progress.run_finished(cfg.run_id, cfg.arch, cfg.epochs, ok=False)
         error = trial.get_pickled_error() or trial.get_error()
-        self.driver.fail(f"training {cfg.run_id}: {first_line(error) if error else 'the trial failed'}")
+        self.driver.fail_run(cfg, first_line(error) if error else "the trial failed")
 
     def _finished(self, cfg: RunConfig) -> None:
         self.driver.trainings_left -= 1
@@ -392,6 +404,14 @@ def check_resources(opts: Options) -> None:
                             f"{name}s on its largest node); accepted here: 0 to {most:g}")
 
 
+def write_catalogue(store: Store) -> None:
+    """Put the tables' catalogue (every column, its type, unit and meaning) beside the tables as README.md, so
+    a results folder copied anywhere explains itself; rewritten only when this version's catalogue differs."""
+    text = catalogue().encode()
+    if not store.exists("README.md") or store.read_bytes("README.md") != text:
+        store.write_bytes("README.md", text)
+
+
 def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Summary:
     """Run every training and probe of `grid` that is not finished yet; returns what was done and what failed.
 
@@ -409,6 +429,11 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Sum
         repair(store, plan, grid)
         init_ray(opts)
         check_resources(opts)
+        write_catalogue(store)  # after every refusal: bad input leaves no results folder behind
+        # This sweep tries every unfinished unit of the grid again, so notes of their earlier failures go now; a
+        # unit that fails again gets a new one. (--status shows a finished unit as done whatever notes it has.)
+        clear_failures(store, [run_failure_path(c.run_id) for c in grid.runs]
+                       + [task_failure_path(t.file_name) for t in plan.tasks])
         return _drive(grid, opts, store, probes, plan, view)
 
 

@@ -7,8 +7,10 @@ probe settings. The label-noise seed follows the run seed, so seed s means "nois
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +110,121 @@ def load_grid(name_or_path: str) -> Grid:
     if not isinstance(analysis, dict):
         raise UserError(f"grid file {path}: [analysis] must be a table, got {analysis!r}")
     return Grid(path.stem, expand(doc["runs"]), AnalysisConfig.from_dict(analysis))
+
+
+# Choosing runs from the command line (--where, --set) -----------------------------------------------------
+
+# Every RunConfig field and its type's name ('str', 'int' or 'float': annotations are strings in config.py).
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+RUN_FIELDS = tuple(_FIELD_TYPES)
+ASSIGN_SYNTAX = {"--where": "FIELD=V[,V...][,FIELD=V...]", "--set": "FIELD=V[,FIELD=V...]"}
+_EXAMPLE = {"--where": "arch=mlp,seed=0,1", "--set": "epochs=5"}
+
+
+def _show(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _typed(name: str, text: str, flag: str, hint: Callable[[str], str]) -> object:
+    """`text` as field `name`'s type (str, int or float: the RunConfig field's kind); UserError otherwise."""
+    kind = _FIELD_TYPES[name]
+    if kind == "str":
+        return text
+    if kind not in ("int", "float"):
+        raise TypeError(f"RunConfig field {name} has type {kind}, which --where and --set do not parse yet")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        accepted = "an integer" if kind == "int" else "a number"
+        raise UserError(f"{flag} {name}={text}: {name} must be {accepted}{hint(name)}") from None
+
+
+def parse_assignments(texts: Sequence[str], flag: str,
+                      hint: Callable[[str], str] = lambda name: "") -> dict[str, tuple[object, ...]]:
+    """`FIELD=V[,V...][,FIELD=V...]` terms (the texts of one flag, all of them) as field -> typed values.
+
+    Terms are split at commas; a term without '=' is one more value of the field named before it, so
+    `arch=mlp,seed=0,1` means arch mlp and seed 0 or 1. A field given in several terms or flags keeps every value.
+    A value of the wrong type is a UserError ending with `hint(field)`.
+    """
+    found: dict[str, list[object]] = {}
+    for text in texts:
+        name = None
+        for term in text.split(","):
+            key, eq, value = (part.strip() for part in term.partition("="))
+            if eq and key:
+                name = key
+                if name not in RUN_FIELDS:
+                    raise UserError(f"unknown field {name!r} in {flag} {text}; accepted: {', '.join(RUN_FIELDS)}")
+            elif not eq and name is not None:
+                value = key  # one more value of the field before it
+            if (eq and not key) or name is None or not value:
+                raise UserError(f"malformed {flag} {text!r}; expected {ASSIGN_SYNTAX[flag]}, "
+                                f"e.g. {flag} {_EXAMPLE[flag]}")
+            typed = _typed(name, value, flag, hint)
+            if typed not in found.setdefault(name, []):
+                found[name].append(typed)
+    return {name: tuple(values) for name, values in found.items()}
+
+
+def format_assignments(assignments: dict[str, tuple[object, ...]]) -> str:
+    """The canonical `FIELD=VALUE[,VALUE...]` text of parsed assignments, for messages and --dry-run."""
+    return ",".join(f"{name}={','.join(_show(v) for v in values)}" for name, values in assignments.items())
+
+
+def select_runs(grid: Grid, where: Sequence[str] = (), sets: Sequence[str] = ()) -> Grid:
+    """The grid's runs that match every --where field (any of its values), each with the --set fields replaced.
+
+    `where` and `sets` are the flags' texts (ASSIGN_SYNTAX), as typed. --where chooses among the runs as the grid
+    writes them; --set then replaces fields of the chosen runs (`seed` also sets `noise_seed`, as in a grid, unless
+    `noise_seed` is set too), and every changed run is validated; runs that become equal are kept once. Bad
+    input is one UserError naming what is accepted: the fields, or the values of the grid for --where.
+    """
+    def present(name: str) -> list[object]:
+        return list(dict.fromkeys(getattr(cfg, name) for cfg in grid.runs))
+
+    def values_hint(name: str) -> str:
+        return f"; its values in grid {grid.name!r}: {', '.join(_show(v) for v in present(name))}"
+
+    chosen = grid.runs
+    conditions = parse_assignments(where, "--where", values_hint)
+    for name, values in conditions.items():
+        missing = [v for v in values if v not in present(name)]
+        if missing:
+            raise UserError(f"--where {name}={','.join(_show(v) for v in missing)} matches no run"
+                            f"{values_hint(name)}")
+        chosen = tuple(cfg for cfg in chosen if getattr(cfg, name) in values)
+    if not chosen:
+        raise UserError(f"--where {format_assignments(conditions)} matches no run of grid {grid.name!r} "
+                        "(each value is in it, but not together)")
+    overrides = parse_assignments(sets, "--set")
+    several = [name for name, values in overrides.items() if len(values) > 1]
+    if several:
+        raise UserError(f"--set gives {several[0]} several values ({format_assignments(overrides)}); "
+                        "--set takes one value per field")
+    changes = {name: values[0] for name, values in overrides.items()}
+    if "seed" in changes:
+        changes.setdefault("noise_seed", changes["seed"])
+    runs: dict[str, RunConfig] = {}
+    for cfg in chosen:
+        if changes:
+            try:
+                cfg = dataclasses.replace(cfg, **changes).validate()
+            except UserError as exc:
+                raise UserError(f"--set {format_assignments(overrides)}: {exc}") from None
+        runs.setdefault(cfg.run_id, cfg)
+    return dataclasses.replace(grid, runs=tuple(runs.values()))
+
+
+def selection_lines(grid: Grid, selected: Grid, where: Sequence[str] = (), sets: Sequence[str] = ()) -> list[str]:
+    """What --where and --set did, one line each (none when not given): `--where arch=mlp: 4 of 10 runs`."""
+    lines = []
+    chosen = len(select_runs(grid, where).runs)
+    if where:
+        lines.append(f"--where {format_assignments(parse_assignments(where, '--where'))}: "
+                     f"{chosen} of {len(grid.runs)} runs")
+    if sets:
+        merged = f" ({chosen} runs became {len(selected.runs)}: equal runs are kept once)" \
+            if chosen != len(selected.runs) else ""
+        lines.append(f"--set {format_assignments(parse_assignments(sets, '--set'))}{merged}")
+    return lines

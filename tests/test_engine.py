@@ -77,6 +77,9 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     assert "runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
     assert "4 of 4 runs and 13 of 13 analysis tasks finished" in proc.stdout
     check_complete(results)
+    from sweep.schemas import catalogue
+
+    assert (results / "README.md").read_text() == catalogue()  # the folder explains its own columns
     from analyses.report import SECTIONS
     from tests.analyses.test_report import sections
 
@@ -323,7 +326,8 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     folder = results / "checkpoints" / broken
     folder.mkdir(parents=True)
     (folder / "epoch_000.pt").write_bytes(b"0123456789")
-    torch.save({"trainer": {}, "files": {f"checkpoints/{broken}/epoch_000.pt": [10, "x"]}}, folder / "state.pt")
+    state = {"trainer": {"dynamics": {}}, "files": {f"checkpoints/{broken}/epoch_000.pt": [10, "x"]}}
+    torch.save(state, folder / "state.pt")
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--only", "rewind")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]

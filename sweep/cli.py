@@ -1,0 +1,220 @@
+"""Run a grid of trainings and every analysis of them on Ray; results land as Parquet tables.
+
+examples:
+  %(prog)s
+      the `demo` grid on the embedded digits data (a laptop CPU)
+  %(prog)s --grid full --address auto --gpus-per-trial 0.25 --results s3://bucket/memloc
+      a cluster, results on storage every node reaches
+  %(prog)s --where arch=mlp,seed=0,1 --set epochs=5 --dry-run
+      what the demo grid's MLP runs of seeds 0 and 1, trained for 5 epochs, would launch
+  %(prog)s --status
+      where the sweep stands (works from a second terminal while a sweep runs)
+
+Re-running the same command finishes an interrupted sweep: finished runs and analyses are skipped.
+
+--where FIELD=V[,V...][,FIELD=V...] keeps the grid's runs whose FIELD is one of its values, for every FIELD given
+(a term without '=' is one more value of the field before it; repeated --where flags count as one, joined by
+commas). --set FIELD=V[,FIELD=V...] (repeatable) replaces a field on every run kept, which makes them other runs,
+with other run ids. FIELD is any run field: dataset, arch, variant, noise, seed, noise_seed, width, epochs,
+batch_size, lr, p_gen, p_mem; values are read as the field's type (noise=0.1 matches 0.1).
+
+Exit status: 0 when every run and analysis of the grid is done, 1 when something failed (each failure is listed),
+2 for bad input (nothing is started), 130 / 143 when stopped by SIGINT (Ctrl-C) / SIGTERM; --status exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from sweep.errors import Interrupted, UserError
+
+if TYPE_CHECKING:
+    from sweep.grids import Grid
+
+PROG = "memloc-sweep"  # the command `pip install` makes; run_sweep.py passes its own name
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every option's help ends with its default, "(default: ...)", unless the
+    help says it in its own words already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
+
+
+def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
+    from sweep.grids import BUILTIN
+
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--grid", default="demo",
+                   help=f"a built-in grid ({', '.join(BUILTIN)}) or a path to a TOML grid file")
+    p.add_argument("--results", default="results",
+                   help="results root: a local path or a URI pyarrow understands, e.g. s3://bucket/prefix "
+                        "(on a cluster: storage every node reaches)")
+    p.add_argument("--data-dir", default="data", help="where dataset files are looked for")
+    p.add_argument("--download", action="store_true", help="download missing dataset files (cifar10, mnist, ...)")
+    p.add_argument("--address", default=None,
+                   help="join a running Ray cluster (e.g. 'auto' or 'HEAD_IP:6379') (default: start a private "
+                        "local cluster sized to this machine, bound to 127.0.0.1, no dashboard)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per training")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per training and per analysis task; fractions share a GPU (e.g. 0.25)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="cap on trainings at once; 0: no cap")
+    p.add_argument("--only", default=None,
+                   help="comma-separated subset of analyses to run (default: all registered)")
+    p.add_argument("--where", action="append", default=[], metavar="FIELD=V[,V...][,FIELD=V...]",
+                   help="keep only the grid's runs whose FIELD is one of its values, for every FIELD given, e.g. "
+                        "--where arch=mlp,variant=tied or --where seed=0,1; repeatable (the flags count as one, "
+                        "joined by commas) (default: every run)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V[,FIELD=V...]",
+                   help="replace FIELD on every run chosen, e.g. --set epochs=5 (seed sets noise_seed too); "
+                        "repeatable; the changed runs are validated and get other run ids (default: no change)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the SHA-256 of every finished file against its done-record before skipping work "
+                        "(sizes are always checked; checkpoints always when a task reads them)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--dry-run", action="store_true",
+                      help="print the runs and tasks that would launch and the checkpoint storage, then exit")
+    what.add_argument("--status", action="store_true",
+                      help="print where the grid stands (each run: done, epoch k of E, failed or not started; "
+                           "the analysis tasks done and left; whether a sweep holds the results folder), reading "
+                           "the results folder only (no Ray, no lock), then exit")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip writing the HTML report (<results>/report/index.html; local results only) at the end")
+    return p.parse_args(argv)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """The command line: `memloc-sweep` (installed) and `python run_sweep.py` run this."""
+    # Until the sweep installs its own handlers, a stop signal ends the command at once with the same exit code.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop)
+    args = parse_args(argv, prog)
+    try:
+        return _status(args) if args.status else _sweep(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as stop:
+        if args.status:
+            return stop.exit_code
+        print(f"interrupted by {stop} before the sweep started; rerun the same command to start it",
+              file=sys.stderr)
+        return stop.exit_code
+
+
+def _only(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """--only as analysis names, every one of them registered (UserError otherwise)."""
+    from sweep.probes import PROBES
+
+    if not args.only:
+        return None
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = sorted(set(only) - set(PROBES))
+    if unknown or not only:
+        raise UserError(f"unknown analysis {', '.join(unknown) or '(empty)'} in --only; "
+                        f"accepted: {', '.join(PROBES)}")
+    return only
+
+
+def _grid(args: argparse.Namespace) -> tuple[Grid, list[str]]:
+    """The grid named by --grid with --where and --set applied, and the lines that say what they did."""
+    from sweep.grids import load_grid, select_runs, selection_lines
+
+    grid = load_grid(args.grid)
+    selected = select_runs(grid, args.where, args.set)
+    return selected, selection_lines(grid, selected, args.where, args.set)
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Print where the grid stands, from the results folder alone: no Ray, no lock, nothing written."""
+    from sweep.paths import resolve_location
+    from sweep.plan import selected_probes
+    from sweep.status import status_lines
+    from sweep.store import Store
+
+    grid, selection = _grid(args)
+    probes = selected_probes(_only(args))
+    results = resolve_location(args.results)
+    if "://" not in results and os.path.exists(results) and not os.path.isdir(results):
+        raise UserError(f"--results {results} is a file; give the results folder of a sweep")
+    try:
+        store = Store(results)
+    except (ValueError, OSError) as exc:  # pyarrow's own errors derive from these
+        raise UserError(f"--results {results!r} cannot be opened: {str(exc).strip().splitlines()[0]}") from exc
+    print(f"grid {grid.name}: {len(grid.runs)} runs under {store.uri}")
+    for line in [*selection, *status_lines(store, grid, probes)]:
+        print(line)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Validate everything (UserError: exit 2, nothing started), then run the grid and report what is done."""
+    from sweep.data import load_dataset
+    from sweep.engine import Options, describe, run_grid, shutdown_ray
+    from sweep.paths import check_writable
+    from sweep.progress import ProgressView
+
+    grid, selection = _grid(args)
+    only = _only(args)
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_concurrent < 0:
+        raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0 and --max-concurrent >= 0")
+    check_writable(args.results, "--results")  # a file, a read-only folder or an unknown URI scheme: exit 2 here
+    # Paths are resolved here, against the directory the command runs in, before anything reaches Ray.
+    opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
+                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                   max_concurrent=args.max_concurrent, only=only, verify=args.verify).resolved()
+    if args.dry_run:
+        print("\n".join([*selection, *describe(grid, opts)]))
+        return 0
+    for dataset in sorted({cfg.dataset for cfg in grid.runs}):
+        load_dataset(dataset, opts.data_dir, args.download)  # missing files fail here, before any work
+
+    print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
+    for line in selection:
+        print(line, flush=True)
+    summary = None
+    try:
+        summary = run_grid(grid, opts, ProgressView())
+    finally:
+        logs = shutdown_ray(keep_logs=summary is not None and bool(summary.failures))
+    if summary.interrupted is not None:
+        name = signal.Signals(summary.interrupted).name
+        print(f"interrupted by {name}: {summary.tally}; rerun the same command to resume", file=sys.stderr)
+        return 128 + summary.interrupted
+    print(f"{summary.tally} (this call trained {summary.trained} runs and ran {summary.tasks_run} analysis tasks)")
+    if summary.failures or not summary.tally.complete:
+        for failure in summary.failures:
+            print(f"FAILED {failure}", file=sys.stderr)
+        if logs:
+            print(f"worker logs (tracebacks): {logs}/logs", file=sys.stderr)
+        print(f"error: the sweep is not complete ({summary.tally}); rerun the same command to retry what failed",
+              file=sys.stderr)
+        return 1
+    if not args.no_report and "://" not in opts.results:
+        from analyses.report import write_report
+
+        problems: list[str] = []
+        page = write_report(opts.results, data_dir=opts.data_dir, problems=problems)
+        print(f"report: {page}")
+        for problem in problems:
+            print(f"error: unreadable, left out of the report: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+    print(f"results: {opts.results}  (read with: import pandas as pd; pd.read_parquet('{opts.results}/epochs'))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m sweep.cli"))

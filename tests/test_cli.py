@@ -1,0 +1,166 @@
+"""Choosing runs from the command line (--where, --set), the help text, and the installed `memloc-sweep` command.
+
+--where/--set are applied in one place (sweep.grids.select_runs), used by the sweep, --dry-run and --status; the
+in-process cases below call run_sweep.main as the command line does, with Ray made to fail loudly.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+import run_sweep
+from sweep.errors import UserError
+from sweep.grids import load_grid, select_runs, selection_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """run_sweep.main in tmp_path, Ray forbidden, pytest's signal handlers given back; returns (code, out, err)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def no_ray(*a, **k):
+        raise AssertionError("ray.init was called")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    monkeypatch.chdir(tmp_path)
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = run_sweep.main(["--results", str(tmp_path / "res"), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_where_keeps_the_runs_that_match_every_field_given():
+    demo = load_grid("demo")  # mlp x 4 variants x seeds 0, 1; resnet9 standard x seeds 0, 1
+    mlp = select_runs(demo, ["arch=mlp"])
+    assert len(mlp.runs) == 8 and {c.arch for c in mlp.runs} == {"mlp"}
+    two = select_runs(demo, ["arch=mlp,variant=tied"])  # several fields: all must match
+    assert [(c.arch, c.variant) for c in two.runs] == [("mlp", "tied")] * 2
+    several = select_runs(demo, ["variant=tied,dropout,seed=1"])  # several values of one field: any may match
+    assert sorted((c.variant, c.seed) for c in several.runs) == [("dropout", 1), ("tied", 1)]
+    repeated = select_runs(demo, ["variant=tied", "variant=dropout", "seed=1"])  # flags count as one list
+    assert repeated.runs == several.runs
+    typed = select_runs(demo, ["noise=0.10,width=0.25"])  # read as the field's type: 0.10 is the grid's 0.1
+    assert {c.arch for c in typed.runs} == {"resnet9"} and len(typed.runs) == 2
+    assert select_runs(demo).runs == demo.runs and [c.run_id for c in mlp.runs] == [
+        c.run_id for c in demo.runs if c.arch == "mlp"]  # order kept, ids unchanged
+
+
+def test_set_replaces_a_field_on_every_run_which_makes_them_other_runs():
+    smoke = load_grid("smoke")
+    short = select_runs(smoke, sets=["epochs=3"])
+    assert [c.epochs for c in short.runs] == [3] * 4
+    assert not {c.run_id for c in short.runs} & {c.run_id for c in smoke.runs}  # other runs, other ids
+    assert [c.variant for c in short.runs] == [c.variant for c in smoke.runs]
+    both = select_runs(smoke, ["variant=standard"], ["epochs=3", "lr=0.05,seed=2"])
+    (cfg,) = both.runs
+    assert (cfg.epochs, cfg.lr, cfg.seed, cfg.noise_seed) == (3, 0.05, 2, 2)  # seed sets the noise draw too
+    merged = select_runs(load_grid("demo"), ["arch=mlp"], ["seed=0"])  # seeds 0 and 1 become one run each
+    assert len(merged.runs) == 4
+    lines = selection_lines(load_grid("demo"), merged, ["arch=mlp"], ["seed=0"])
+    assert lines == ["--where arch=mlp: 8 of 10 runs", "--set seed=0 (8 runs became 4: equal runs are kept once)"]
+
+
+@pytest.mark.parametrize("where, sets, needle", [
+    (["archh=mlp"], [], "unknown field 'archh' in --where archh=mlp; accepted: dataset, arch, variant, noise,"),
+    ([], ["colour=red"], "unknown field 'colour' in --set colour=red; accepted: dataset, arch,"),
+    (["seed=x"], [], "--where seed=x: seed must be an integer; its values in grid 'demo': 0, 1"),
+    (["noise=lots"], [], "--where noise=lots: noise must be a number; its values in grid 'demo': 0.1"),
+    ([], ["lr=fast"], "--set lr=fast: lr must be a number"),
+    (["arch=vit"], [], "--where arch=vit matches no run; its values in grid 'demo': mlp, resnet9"),
+    (["seed=0,7"], [], "--where seed=7 matches no run; its values in grid 'demo': 0, 1"),
+    (["arch=resnet9,variant=tied"], [], "--where arch=resnet9,variant=tied matches no run of grid 'demo'"),
+    (["arch"], [], "malformed --where 'arch'; expected FIELD=V[,V...][,FIELD=V...]"),
+    (["=mlp"], [], "malformed --where '=mlp'"),
+    (["arch="], [], "malformed --where 'arch='"),
+    (["arch=mlp,"], [], "malformed --where 'arch=mlp,'"),
+    ([], ["epochs"], "malformed --set 'epochs'; expected FIELD=V[,FIELD=V...], e.g. --set epochs=5"),
+    ([], ["epochs=0"], "--set epochs=0: epochs must be an integer >= 1, got 0"),
+    ([], ["noise=1.5"], "--set noise=1.5: noise rate must be in [0, 1)"),
+    ([], ["arch=vit"], "--set arch=vit: variant 'tied' needs arch mlp or resnet9, not 'vit'"),
+    ([], ["epochs=2,3"], "--set gives epochs several values"),
+])
+def test_bad_where_or_set_names_what_is_accepted(where, sets, needle):
+    with pytest.raises(UserError) as info:
+        select_runs(load_grid("demo"), where, sets)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dry_run_shows_the_selection_and_only_the_runs_chosen(cli, tmp_path):
+    code, out, err = cli("--grid", "demo", "--where", "arch=mlp", "--where", "seed=1", "--set", "epochs=5",
+                         "--dry-run")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[:2] == ["--where arch=mlp,seed=1: 4 of 10 runs", "--set epochs=5"]
+    runs = [line for line in lines if "[to train]" in line]
+    assert len(runs) == 4 and all(" arch=mlp " in r and " seed=1 " in r and " epochs=5 " in r for r in runs)
+    chosen = select_runs(load_grid("demo"), ["arch=mlp,seed=1"], ["epochs=5"])
+    assert [r.split()[0] for r in runs] == [c.run_id for c in chosen.runs]
+    assert lines[-1].startswith("4 runs, ")
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--where", "arch=vit"], "--where arch=vit matches no run; its values in grid 'smoke': mlp"),
+    (["--where", "colour=red"], "unknown field 'colour' in --where colour=red; accepted: dataset, arch,"),
+    (["--where", "seed=one"], "--where seed=one: seed must be an integer; its values in grid 'smoke': 0"),
+    (["--where", "arch"], "malformed --where 'arch'"),
+    (["--set", "epochs=0"], "--set epochs=0: epochs must be an integer >= 1, got 0"),
+    (["--set", "batch_size=big"], "--set batch_size=big: batch_size must be an integer"),
+    (["--set", "epochs=1", "--dry-run", "--where", "variant=none"], "its values in grid 'smoke': standard, tied,"),
+    (["--status", "--where", "arch=vit"], "--where arch=vit matches no run"),
+    (["--status", "--set", "epochs=-1"], "--set epochs=-1: epochs must be an integer >= 1"),
+])
+def test_bad_where_or_set_is_one_line_exit_2_nothing_written(cli, tmp_path, argv, needle):
+    code, out, err = cli("--grid", "smoke", *argv)
+    assert code == 2, out + err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+    assert list(tmp_path.iterdir()) == []  # no results folder, no lock
+    assert not ray.is_initialized()
+
+
+def test_every_option_in_help_shows_its_default(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_sweep.main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python run_sweep.py ")
+    options = text.split("\noptions:\n", 1)[1]
+    entries, current = [], ""
+    for line in options.splitlines():
+        if line.startswith("  -"):
+            entries.append(current)
+            current = line
+        else:
+            current += " " + line.strip()
+    entries = [e for e in [*entries, current] if e and not e.lstrip().startswith("-h,")]
+    assert len(entries) >= 15
+    missing = [e.split()[0] for e in entries if "(default: " not in e]
+    assert not missing, missing
+    assert "(default: demo)" in text and "(default: results)" in text and "(default: off)" in text
+
+
+def test_memloc_sweep_command_after_install(tmp_path):
+    """`pip install -e .` makes `memloc-sweep`, the same command line as `python run_sweep.py`."""
+    script = Path(sys.executable).with_name("memloc-sweep")
+    assert script.exists(), f"{script} is missing: run `pip install -e '.[test]'` (pyproject's [project.scripts])"
+    proc = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: memloc-sweep [-h] [--grid GRID]")
+    assert "memloc-sweep --status" in proc.stdout and "--where FIELD=V[,V...][,FIELD=V...]" in proc.stdout
+    bad = subprocess.run([str(script), "--grid", "smoke", "--where", "arch=vit"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --where arch=vit matches no run"), bad.stderr
+    assert list(tmp_path.iterdir()) == []  # the default results folder (./results) was not made
