@@ -4,7 +4,8 @@ Each signal gives every scored example a suspicion score (higher = more likely m
 - units to flip (flips): fewer units = more suspicious; an example that never flipped is least suspicious;
 - forgotten under example-tied `drop` (dropout_examples): 1 when wrong after dropping, else 0;
 - last-epoch training loss (examples): higher = more suspicious;
-- first learned epoch (examples): later = more suspicious; never learned (-1) = most suspicious.
+- first learned epoch (examples): later = more suspicious; never learned (null, pd.NA; -1 in results written
+  before the column became nullable) = most suspicious.
 Quality is AUROC (ties count half) and precision among the top round(rate * n) scored examples, where rate
 is the share of noisy examples among those scored: the noise rate for the whole training set, about one
 half for the flip subset (1000 clean + 1000 noisy). Ties at the cut-off are shared fractionally, which is
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from analyses.plotting import Output, config_label, configs, wrap_grid
+from analyses.plotting import Output, config_title, configs, errorbars, legend_below, styled, wrap_grid
 from analyses.stats import across_seeds, group_columns
 
 SIGNALS = {
@@ -89,8 +90,9 @@ def signal_scores(
         if "final_loss" in examples.columns:
             take(examples, "final_loss", examples["final_loss"].astype(float).to_numpy())
         if "first_learned_epoch" in examples.columns:
-            epoch = examples["first_learned_epoch"].astype(float).to_numpy()
-            take(examples, "first_learned", np.where(epoch < 0, np.inf, epoch))
+            epoch = pd.to_numeric(examples["first_learned_epoch"], errors="coerce").astype(float).to_numpy()
+            never = np.isnan(epoch) | (epoch < 0)
+            take(examples, "first_learned", np.where(never, np.inf, epoch))
     if not parts:
         return pd.DataFrame(columns=["run_id", "signal", "example_id", "is_noisy", "score"])
     return pd.concat(parts, ignore_index=True)
@@ -127,31 +129,35 @@ def detection_per_run(
     return pd.DataFrame(rows, columns=columns)
 
 
+@styled
 def detection(
     examples: pd.DataFrame | None = None,
     flips: pd.DataFrame | None = None,
     dropout_examples: pd.DataFrame | None = None,
 ) -> Output:
     """Per configuration and signal, AUROC and precision at the noise rate across seeds, with bars per
-    signal (AUROC against 0.5, precision against chance)."""
+    signal (AUROC against 0.5, precision against chance), both on their natural 0-1 scale."""
     per_run = detection_per_run(examples, flips, dropout_examples)
     table = across_seeds(per_run, ["auroc", "precision_at_rate", "chance"], keys=["signal"])
     table["signal_name"] = table["signal"].map(SIGNALS)
     if table.empty:
         return Output(table, None)
     groups = list(configs(table))
-    fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.2, 3.3))
+    fig, axes = wrap_grid(len(groups), max_cols=3, size=(4.2, 3.3))
     for ax, (config, rows) in zip(axes, groups, strict=False):
         x = np.arange(len(rows))
-        for offset, metric, name in ((-0.2, "auroc", "AUROC"), (0.2, "precision_at_rate", "precision@rate")):
+        for offset, metric, name in ((-0.2, "auroc", "AUROC"), (0.2, "precision_at_rate", "precision at the rate")):
             means = rows[f"{metric}_mean"].to_numpy(float)
-            lo, hi = rows[f"{metric}_lo"].to_numpy(float), rows[f"{metric}_hi"].to_numpy(float)
-            err = np.vstack([means - lo, hi - means]) if np.isfinite(lo).all() else None
+            err = errorbars(means, rows[f"{metric}_lo"], rows[f"{metric}_hi"])
             ax.bar(x + offset, np.nan_to_num(means), 0.4, yerr=err, capsize=2, label=name)
-        ax.scatter(x + 0.2, rows["chance_mean"], marker="_", s=300, color="black", label="chance precision")
-        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set_xticks(x, [SIGNALS.get(s, s).split(" (")[0] for s in rows["signal"]], rotation=20, fontsize=7)
+        ax.scatter(x + 0.2, rows["chance_mean"], marker="_", s=300, color="black",
+                   label="chance precision (= rate)")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance AUROC (0.5)")
+        ax.set_xticks(x, [SIGNALS.get(s, s).split(" (")[0] for s in rows["signal"]], rotation=25, ha="right",
+                      rotation_mode="anchor")
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{config_label(config)} (n={int(rows['n_seeds'].max())})", fontsize=8)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.set_xlabel("signal")
+        ax.set_ylabel("AUROC or precision (0-1)")
+        ax.set_title(config_title(config, int(rows["n_seeds"].max())))
+    legend_below(fig, axes)
     return Output(table, fig)

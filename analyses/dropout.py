@@ -8,9 +8,23 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from analyses import paper
-from analyses.plotting import DPI, Output, config_label, configs, wrap_grid
+from analyses.plotting import (
+    PERCENT,
+    TEXT_PT,
+    Output,
+    config_label,
+    config_title,
+    configs,
+    errorbars,
+    legend_below,
+    new_figure,
+    styled,
+    wrap_grid,
+)
 from analyses.stats import across_seeds, group_columns
 
 ACC = ("clean_acc", "noisy_acc", "test_acc")
@@ -67,6 +81,7 @@ def _table1_rows(dropout: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols + ["run_id", "phase", *ACC, "scale"])
 
 
+@styled
 def table1(dropout: pd.DataFrame) -> Output:
     """Paper Table 1: clean / noisy / test accuracy before and after dropping the memorization channels of
     example-tied runs, across seeds, with the paper's numbers beside matching settings."""
@@ -89,9 +104,10 @@ def table1(dropout: pd.DataFrame) -> Output:
         else (paper.NO_PAPER if row_phase != "after-expected" else "the paper used its own factor only")
         for p, row_phase in zip(papers, table["phase"], strict=False)
     ]
-    return Output(table, _bars(table, "phase", dict(PHASES), ACC) if len(table) else None)
+    return Output(table, _bars(table, "phase", [p for p, _ in PHASES], dict(PHASES)) if len(table) else None)
 
 
+@styled
 def table3(dropout: pd.DataFrame) -> Output:
     """Paper Table 3: accuracy after dropping, for example-tied dropout against standard dropout and a
     sparse network (baselines evaluated in their usual test mode), grouped by dataset/arch/noise/width."""
@@ -126,39 +142,48 @@ def table3(dropout: pd.DataFrame) -> Output:
     table["paper_note"] = notes
     if table.empty:
         return Output(table, None)
-    return Output(table, _bars(table, "method", None, ACC, group=keys))
+    return Output(table, _bars(table, "method", [name for _, _, name in METHODS], group=keys))
 
 
-def _bars(table: pd.DataFrame, by: str, labels: dict | None, values, group=None):
-    """Grouped bars (one group per accuracy, one bar per phase/method) with seed intervals and the paper's
-    numbers as black crosses where they exist."""
+ACC_NAMES = {"clean_acc": "clean train", "noisy_acc": "noisy train", "test_acc": "test"}
+
+
+def _bars(table: pd.DataFrame, by: str, order: list[str], labels: dict | None = None, group=None):
+    """Grouped bars in % (one group per accuracy, one bar per phase/method in `order`, the same colour for it
+    in every panel) with seed intervals, the paper's numbers as black crosses where they exist, one legend
+    below."""
+    entries = [e for e in order if e in set(table[by])]
+    colours = {e: f"C{i}" for i, e in enumerate(entries)}
+    names = {e: labels[e] if labels else e for e in entries}
     groups = list(configs(table, group))
-    fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.4, 3.4))
+    fig, axes = wrap_grid(len(groups), max_cols=3, size=(4.0, 3.0))
+    paper_shown = False
     for ax, (config, rows) in zip(axes, groups, strict=False):
-        x = np.arange(len(values))
+        x = np.arange(len(ACC))
         width = 0.8 / max(len(rows), 1)
         for i, (_, row) in enumerate(rows.iterrows()):
             pos = x - 0.4 + width * (i + 0.5)
-            means = np.array([row[f"{v}_mean"] for v in values], dtype=float)
-            lo = np.array([row[f"{v}_lo"] for v in values], dtype=float)
-            hi = np.array([row[f"{v}_hi"] for v in values], dtype=float)
-            err = np.vstack([means - lo, hi - means]) if np.isfinite(lo).all() else None
-            name = labels[row[by]] if labels else row[by]
-            ax.bar(
-                pos, np.nan_to_num(means), width, yerr=err, capsize=2, label=f"{name} (n={row['n_seeds']})"
-            )
-            marks = np.array([row.get(f"paper_{v}", np.nan) for v in values], dtype=float)
+            means, lo, hi = (np.array([row[f"{v}_{s}"] for v in ACC], dtype=float) * PERCENT
+                             for s in ("mean", "lo", "hi"))
+            ax.bar(pos, np.nan_to_num(means), width, yerr=errorbars(means, lo, hi), capsize=2,
+                   color=colours[row[by]], label=names[row[by]])
+            marks = np.array([row.get(f"paper_{v}", np.nan) for v in ACC], dtype=float) * PERCENT
             if np.isfinite(marks).any():
-                ax.plot(pos, marks, "kx", ms=7)
-        ax.set_xticks(x, [v.removesuffix("_acc") for v in values])
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("accuracy")
-        ax.set_title(
-            config_label(config)
-            + ("\nblack x: paper" if rows.filter(like="paper_").notna().any().any() else ""),
-            fontsize=8,
-        )
-        ax.legend(fontsize=6, loc="lower left")
+                ax.plot(pos, marks, "kx", ms=7, mew=1.5, label="paper")
+                paper_shown = True
+        ax.set_xticks(x, [ACC_NAMES[v] for v in ACC])
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("evaluation set")
+        ax.set_ylabel("accuracy (%)")
+        n = sorted(set(rows["n_seeds"].astype(int)))
+        title = config_title(config, n[0]) if len(n) == 1 else config_title(config) + f" / n={n[0]}-{n[-1]} seeds"
+        ax.set_title(title)
+    handles = [Patch(color=colours[e]) for e in entries]
+    labels_ = [names[e] for e in entries]
+    if paper_shown:
+        handles.append(Line2D([], [], color="black", marker="x", ls="", ms=7, mew=1.5))
+        labels_.append("paper's number")
+    legend_below(fig, handles=handles, labels=labels_, ncols=min(len(handles), 3))
     return fig
 
 
@@ -203,6 +228,7 @@ def dataset_images(data_dir: str = "data") -> ImageLoader:
     return load
 
 
+@styled
 def figure7(
     dropout_examples: pd.DataFrame,
     loader: ImageLoader | None = None,
@@ -264,15 +290,13 @@ def figure7(
 
 def _gallery(shown: list[tuple[dict, pd.DataFrame, np.ndarray, np.ndarray]]):
     """One row block of thumbnails per configuration, each titled with its id, label and seed count."""
-    from matplotlib.figure import Figure
-
     cols = 8
     blocks = [(config, rows, x, y, max(1, math.ceil(len(rows) / cols))) for config, rows, x, y in shown]
     total = sum(b[4] for b in blocks)
-    fig = Figure(figsize=(cols * 1.3, total * 1.45 + 0.45 * len(blocks)), dpi=DPI, layout="constrained")
+    fig = new_figure(cols * 1.3, total * 1.5 + 0.45 * len(blocks))
     subfigs = fig.subfigures(len(blocks), 1, height_ratios=[b[4] for b in blocks], squeeze=False)[:, 0]
     for sub, (config, rows, x, y, n_rows) in zip(subfigs, blocks, strict=False):
-        sub.suptitle(config_label(config), fontsize=9)
+        sub.suptitle(config_label(config))
         axes = sub.subplots(n_rows, cols, squeeze=False).ravel()
         for ax in axes:
             ax.set_axis_off()
@@ -286,6 +310,6 @@ def _gallery(shown: list[tuple[dict, pd.DataFrame, np.ndarray, np.ndarray]]):
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
             ax.set_title(
                 f"#{row.example_id} label {int(y[int(row.example_id)])}\n{row.forgotten_in}/{row.runs} seeds",
-                fontsize=7,
+                fontsize=TEXT_PT,
             )
     return fig

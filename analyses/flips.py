@@ -9,10 +9,22 @@ import numpy as np
 import pandas as pd
 
 from analyses import paper
-from analyses.plotting import Output, config_label, configs, wrap_grid
+from analyses.plotting import (
+    PERCENT,
+    Output,
+    config_title,
+    configs,
+    errorbars,
+    integer_ticks,
+    legend_below,
+    legend_right,
+    styled,
+    wrap_grid,
+)
 from analyses.stats import across_seeds, group_columns
 
 KINDS = ("clean", "noisy")
+COLOURS = {"clean": "tab:blue", "noisy": "tab:red"}
 EVAL_SETS = (("clean_acc", "clean train"), ("noisy_acc", "noisy train"), ("test_acc", "test"))
 
 
@@ -21,6 +33,7 @@ def _with_kind(flips: pd.DataFrame) -> pd.DataFrame:
     return flips.assign(kind=np.where(flips["is_noisy"].astype(bool), "noisy", "clean"))
 
 
+@styled
 def figure5a(flips: pd.DataFrame) -> Output:
     """Units removed until the prediction flips, clean vs noisy targets.
 
@@ -58,7 +71,7 @@ def figure5a(flips: pd.DataFrame) -> Output:
     if table.empty:
         return Output(table, None)
     groups = list(configs(df))
-    fig, axes = wrap_grid(len(groups))
+    fig, axes = wrap_grid(len(groups), max_cols=2, size=(6.2, 3.0))
     for ax, (config, rows) in zip(axes, groups, strict=False):
         done = rows[rows["flipped"].astype(bool)]
         top = max(1, int(done["n_units"].max())) if len(done) else 1
@@ -69,25 +82,24 @@ def figure5a(flips: pd.DataFrame) -> Output:
             values = done.loc[done["kind"] == kind, "n_units"]
             if len(values):
                 share = len(values) / max(1, int((rows["kind"] == kind).sum()))
-                patches = ax.hist(
-                    values, bins=bins, alpha=0.55,
+                ax.hist(
+                    values, bins=bins, alpha=0.55, color=COLOURS[kind],
                     label=f"{kind}: median {values.median():g} of the {share:.0%} that flipped",
-                )[2]
-                ax.axvline(values.median(), ls="--", lw=1, color=patches[0].get_facecolor())
+                )
+                ax.axvline(values.median(), ls="--", lw=1, color=COLOURS[kind])
         if top > 40:
             ax.set_xscale("log")
         not_flipped = int((~rows["flipped"].astype(bool)).sum())
-        ax.set_title(
-            f"{config_label(config)} (n={rows['run_id'].nunique()})\n"
-            f"{not_flipped} example(s) hit the cap unflipped: out of the median, in the flipped share",
-            fontsize=8,
-        )
-        ax.set_xlabel("units removed to flip")
-        ax.set_ylabel("examples")
-        ax.legend(fontsize=7)
+        ax.set_title(config_title(config, rows["run_id"].nunique()))
+        ax.set_xlabel("units removed until the prediction flips")
+        ax.set_ylabel("examples (count)")
+        integer_ticks(ax, "y")
+        legend_right(ax, title=f"targets (dashed: median)\n{not_flipped} hit the cap unflipped:\n"
+                               "out of the median, in the flipped share")
     return Output(table, fig)
 
 
+@styled
 def figure5b(flips: pd.DataFrame) -> Output:
     """Accuracy lost by the edited model (unedited minus edited, on the fixed evaluation sample) after a
     flip, clean vs noisy targets; only examples that flipped count, since the others were edited up to the
@@ -103,46 +115,59 @@ def figure5b(flips: pd.DataFrame) -> Output:
     if table.empty:
         return Output(table, None)
     groups = list(configs(table))
-    fig, axes = wrap_grid(len(groups))
+    fig, axes = wrap_grid(len(groups), size=(4.0, 3.0))
+    names = dict(EVAL_SETS)
     for ax, (config, rows) in zip(axes, groups, strict=False):
         x = np.arange(len(drops))
         for offset, kind in zip((-0.2, 0.2), KINDS, strict=False):
             row = rows[rows["kind"] == kind]
             if row.empty:
                 continue
-            means = np.array([row[f"{d}_mean"].iloc[0] for d in drops], dtype=float)
-            lo = np.array([row[f"{d}_lo"].iloc[0] for d in drops], dtype=float)
-            hi = np.array([row[f"{d}_hi"].iloc[0] for d in drops], dtype=float)
-            err = np.vstack([means - lo, hi - means]) if np.isfinite(lo).all() else None
-            ax.bar(x + offset, means, 0.4, yerr=err, capsize=3, label=f"{kind} target")
-        names = dict(EVAL_SETS)
-        ax.set_xticks(x, [names[d.removesuffix("_drop")] for d in drops], fontsize=8)
+            means = np.array([row[f"{d}_mean"].iloc[0] for d in drops], dtype=float) * PERCENT
+            lo = np.array([row[f"{d}_lo"].iloc[0] for d in drops], dtype=float) * PERCENT
+            hi = np.array([row[f"{d}_hi"].iloc[0] for d in drops], dtype=float) * PERCENT
+            ax.bar(x + offset, means, 0.4, yerr=errorbars(means, lo, hi), capsize=3, color=COLOURS[kind],
+                   label=f"{kind} target flipped")
+        ax.set_xticks(x, [names[d.removesuffix("_drop")] for d in drops])
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_ylabel("accuracy lost by the edit")
-        ax.set_title(f"{config_label(config)} (n={int(rows['n_seeds'].max())})", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_xlabel("evaluation set")
+        ax.set_ylabel("accuracy lost by the edit\n(percentage points)")
+        ax.set_title(config_title(config, int(rows["n_seeds"].max())))
+    legend_below(fig, axes)
     return Output(table, fig)
 
 
-def unit_groups(cell: object) -> list[str]:
-    """The layer-group names of one example's removed units (Parquet gives a list/array of dicts)."""
+def unit_layers(cell: object) -> list[tuple[int | None, str]]:
+    """(layer index, layer-group name) of one example's removed units, in removal order (Parquet gives a
+    list/array of dicts {layer, layer_name, module, unit}). Results written before those names ({group,
+    layer: module path, index}) give (None, group): their forward order then comes from `group_order`."""
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return []
-    return [str(unit["group"]) for unit in cell]
+    return [
+        (int(unit["layer"]), str(unit["layer_name"])) if "layer_name" in unit else (None, str(unit["group"]))
+        for unit in cell
+    ]
 
 
+def unit_groups(cell: object) -> list[str]:
+    """The layer-group names of one example's removed units."""
+    return [name for _, name in unit_layers(cell)]
+
+
+@styled
 def figure5c(
     flips: pd.DataFrame, group_order: Mapping[str, Sequence[str]] | Sequence[str] | None = None
 ) -> Output:
-    """Where the removed units sit: per flipped example, the fraction of its removed units in each layer
-    group; averaged over the run's examples of a kind, then across seeds. Every example weighs the same: one
+    """Where the removed units sit: per flipped example, the share of its removed units in each layer group;
+    averaged over the run's examples of a kind, then across seeds. Every example weighs the same: one
     example edited up to a 1000-unit cap would otherwise outweigh hundreds that flipped after about five.
     Examples that hit the cap without flipping are left out and counted (`n_capped`, per run and kind).
 
     Every group seen in a configuration is zero-filled for the examples that removed nothing there, so a zero
-    counts rather than vanishing from the mean. `group_order` gives the forward order of the groups, per
-    architecture ({arch: [group, ...]}; the report takes it from the gradient/rewinding tables) or one list
-    for all; groups it does not name follow in order of first appearance.
+    counts rather than vanishing from the mean. Groups are in forward order, by the units' `layer` index;
+    `group_order` ({arch: [layer_name, ...]} or one list for all) only orders results that lack that index,
+    and groups it does not name follow in order of first appearance. The table's `fraction` is a share in
+    [0, 1]; the figure draws it in percent.
     """
     df = _with_kind(flips)
     cols = group_columns(df)
@@ -151,45 +176,53 @@ def figure5c(
     for row in df[df["flipped"].astype(bool)][cols + ["run_id", "kind", "example_id", "units"]].itertuples(
             index=False):
         base = row[: len(cols) + 3]
-        for group in unit_groups(row[-1]):
-            records.append((*base, group))
-    exploded = pd.DataFrame(records, columns=cols + ["run_id", "kind", "example_id", "group"])
-    keys = ["kind", "group_index", "group"]
+        for index, name in unit_layers(row[-1]):
+            records.append((*base, index, name))
+    exploded = pd.DataFrame(records, columns=cols + ["run_id", "kind", "example_id", "index", "layer_name"])
+    keys = ["kind", "layer", "layer_name"]
     if exploded.empty:
-        empty = exploded.drop(columns="example_id").assign(fraction=[], group_index=[], n_capped=[])
+        empty = exploded.drop(columns=["example_id", "index"]).assign(fraction=[], layer=[], n_capped=[])
         return Output(across_seeds(empty, ["fraction", "n_capped"], keys=keys), None)
     parts = []
     for config, rows in configs(exploded, cols):
-        seen = list(dict.fromkeys(rows["group"]))
+        seen = list(dict.fromkeys(rows["layer_name"]))
         known = group_order.get(config.get("arch"), []) if isinstance(group_order, Mapping) else group_order
-        order = [g for g in dict.fromkeys(list(known or []) + seen) if g in set(seen)]
-        counts = rows.groupby(["run_id", "kind", "example_id", "group"]).size().unstack("group", fill_value=0)
-        counts = counts.reindex(columns=order, fill_value=0)
+        fallback = [g for g in dict.fromkeys(list(known or []) + seen) if g in set(seen)]
+        index = rows.groupby("layer_name")["index"].min()
+        order = sorted(seen, key=lambda g: (pd.isna(index[g]), index[g] if pd.notna(index[g]) else 0,
+                                            fallback.index(g)))
+        number = {g: int(index[g]) if pd.notna(index[g]) else i for i, g in enumerate(order)}
+        counts = rows.groupby(["run_id", "kind", "example_id", "layer_name"]).size()
+        counts = counts.unstack("layer_name", fill_value=0).reindex(columns=order, fill_value=0)
         per_example = counts.div(counts.sum(axis=1), axis=0)
         per_run = per_example.groupby(level=["run_id", "kind"]).mean()
         long = per_run.stack().rename("fraction").reset_index()
-        long["group_index"] = long["group"].map({g: i for i, g in enumerate(order)})
+        long["layer"] = long["layer_name"].map(number)
         long["n_capped"] = [int(capped.get((r, k), 0)) for r, k in zip(long["run_id"], long["kind"], strict=True)]
         parts.append(long.assign(**config))
     table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction", "n_capped"], keys=keys)
+    table = table.sort_values(group_columns(table) + ["kind", "layer"], kind="stable").reset_index(drop=True)
     groups = list(configs(table))
-    fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.2, 3.3))
+    fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.6, 3.6))
     for ax, (config, rows) in zip(axes, groups, strict=False):
-        names = list(rows.sort_values("group_index")["group"].drop_duplicates())
+        layers = rows.drop_duplicates("layer_name").sort_values("layer")
+        names = list(layers["layer_name"])
         x = np.arange(len(names))
+        capped_note = []
         for offset, kind in zip((-0.2, 0.2), KINDS, strict=False):
-            part = rows[rows["kind"] == kind].set_index("group").reindex(names)
+            part = rows[rows["kind"] == kind].set_index("layer_name").reindex(names)
             if part["fraction_mean"].isna().all():
                 continue
-            means = part["fraction_mean"].to_numpy(float)
-            lo, hi = part["fraction_lo"].to_numpy(float), part["fraction_hi"].to_numpy(float)
-            err = np.vstack([means - lo, hi - means]) if np.isfinite(lo).all() else None
-            n_capped = float(part["n_capped_mean"].dropna().iloc[0])
-            ax.bar(x + offset, means, 0.4, yerr=err, capsize=2,
-                   label=f"{kind} targets ({n_capped:g} capped per run, left out)")
-        ax.set_xticks(x, names, rotation=60, fontsize=7)
-        ax.set_ylabel("fraction of an example's removed units")
-        ax.set_title(f"{config_label(config)} (n={int(rows['n_seeds'].max())}; flipped examples weigh equally)",
-                     fontsize=8)
-        ax.legend(fontsize=7)
+            means = part["fraction_mean"].to_numpy(float) * PERCENT
+            lo, hi = part["fraction_lo"].to_numpy(float) * PERCENT, part["fraction_hi"].to_numpy(float) * PERCENT
+            ax.bar(x + offset, means, 0.4, yerr=errorbars(means, lo, hi), capsize=2, color=COLOURS[kind],
+                   label=f"{kind} targets (flipped)")
+            capped_note.append(f"{kind} {float(part['n_capped_mean'].dropna().iloc[0]):g}")
+        ax.set_xticks(x, [f"{i} {g}" for i, g in zip(layers["layer"], names, strict=True)], rotation=50,
+                      ha="right", rotation_mode="anchor")
+        ax.set_xlabel("layer group (forward order)")
+        ax.set_ylabel("share of an example's\nremoved units (%)")
+        ax.set_title(config_title(config, int(rows["n_seeds"].max()))
+                     + "\ncapped per run, left out: " + ", ".join(capped_note))
+    legend_below(fig, axes)
     return Output(table, fig)

@@ -20,6 +20,7 @@ TABLES = (
     "rewinding",
     "retraining",
     "flips",
+    "flip_units",
     "dropout",
     "dropout_examples",
 )
@@ -44,7 +45,7 @@ def load_table(results: str | Path, table: str, problems: list[str] | None = Non
     frames = []
     for path in table_files(results, table):
         try:
-            frames.append(pd.read_parquet(path))
+            frames.append(upgrade(table, pd.read_parquet(path)))
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, the rest still load
             if problems is not None:
                 reason = (str(exc).strip().splitlines() or [""])[0]
@@ -57,6 +58,20 @@ def load_table(results: str | Path, table: str, problems: list[str] | None = Non
     if len(nonempty) == 1:
         return nonempty[0].reset_index(drop=True)
     return pd.concat(nonempty, ignore_index=True)
+
+
+def upgrade(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A file written before the fixed schemas (results layout 1) in today's column names, so an older results
+    folder still reads: retraining's `epoch` is `retrain_epoch`, and a first_learned_epoch of -1 (never
+    learned) is null. (Old flips `units` structs are read as they are by analyses.flips; the `*_acc_base`
+    columns such files lack stay absent, and the figures then draw no final-model marks.)"""
+    if table == "retraining" and "epoch" in frame.columns and "retrain_epoch" not in frame.columns:
+        frame = frame.rename(columns={"epoch": "retrain_epoch"})
+    if table == "examples" and "first_learned_epoch" in frame.columns:
+        learned = frame["first_learned_epoch"]
+        if not isinstance(learned.dtype, pd.Int64Dtype):
+            frame = frame.assign(first_learned_epoch=learned.astype("Int64").mask(learned < 0))
+    return frame
 
 
 @dataclass

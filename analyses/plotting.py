@@ -1,24 +1,65 @@
-"""Shared figure plumbing: the (table, figure) pair every analysis returns, one panel per configuration.
+"""Shared figure plumbing: the (table, figure) pair every analysis returns, panel layouts, one text style.
 
 Figures are built as `matplotlib.figure.Figure` objects rather than through pyplot, so nothing depends on
 (or changes) the global backend: they render with Agg when saved, display in notebooks, and are freed when
 dropped, which matters when the report draws dozens of them.
+
+Conventions every figure follows (the report's tests check them): text from one style (`STYLE`, applied by
+the `styled` decorator: titles 10 pt, everything else 8-9 pt), accuracies in percent with the unit on the axis
+or colour bar, every axis labelled, legends outside the axes (`legend_below` for a legend the panels share,
+`legend_right` for one panel's own), and PNGs written at `DPI` beside an SVG (`save`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.legend import Legend
+from matplotlib.ticker import MaxNLocator
 
 from analyses.stats import group_columns
 
-DPI = 90
+DPI = 150  # resolution of the report's PNGs; every figure is written as SVG too
+PERCENT = 100.0  # accuracies, fractions and shares are drawn in percent
+TITLE_PT = 10.0
+TEXT_PT = 8.0  # the smallest text of any figure
+STYLE = {
+    "font.size": 9.0,
+    "axes.titlesize": TITLE_PT,
+    "axes.labelsize": 9.0,
+    "xtick.labelsize": TEXT_PT,
+    "ytick.labelsize": TEXT_PT,
+    "legend.fontsize": TEXT_PT,
+    "legend.title_fontsize": TEXT_PT,
+    "figure.titlesize": 10.5,
+    "figure.labelsize": 9.0,
+    "axes.titlepad": 4.0,
+    "savefig.dpi": DPI,
+}
+ACC_COLOURS = {"clean_acc": "tab:blue", "noisy_acc": "tab:red", "noisy_true_acc": "tab:orange",
+               "test_acc": "tab:green"}  # one colour per evaluation set in every figure
+FINAL_MODEL = "final-model"  # gid of the marks that show the final (unedited) model's accuracy
+F = TypeVar("F", bound=Callable)
+
+
+def styled(func: F) -> F:
+    """Build the figure under `STYLE`, so every figure's text has the same sizes whatever the caller's rc."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Output(NamedTuple):
@@ -27,6 +68,16 @@ class Output(NamedTuple):
 
     table: pd.DataFrame
     figure: Figure | None
+
+
+def save(fig: Figure, stem: str | Path) -> tuple[Path, Path]:
+    """Write `fig` as <stem>.png (at `DPI`) and <stem>.svg; returns both paths."""
+    stem = Path(stem)
+    png, svg = stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(png, dpi=DPI, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None})
+    return png, svg
 
 
 def config_label(config: dict) -> str:
@@ -41,6 +92,26 @@ def config_label(config: dict) -> str:
     return " / ".join(parts)
 
 
+def seeds(n: int) -> str:
+    return f"n={n} seed{'s' if n != 1 else ''}"
+
+
+def config_title(config: dict, n: int | None = None) -> str:
+    """The configuration on two lines that fit a panel: 'dataset / arch / variant' and the rest, with the
+    number of seeds behind the panel when given."""
+    first = " / ".join(str(config[k]) for k in ("dataset", "arch", "variant") if k in config)
+    rest = []
+    if "noise" in config:
+        rest.append(f"noise {float(config['noise']):g}")
+    if "width" in config:
+        rest.append(f"width {float(config['width']):g}")
+    if isinstance(config.get("config_id"), str):
+        rest.append(f"cfg {config['config_id'].rsplit('-', 1)[-1][:6]}")
+    if n is not None:
+        rest.append(seeds(n))
+    return "\n".join(p for p in (first, " / ".join(rest)) if p)
+
+
 def configs(df: pd.DataFrame, columns: Sequence[str] | None = None) -> Iterator[tuple[dict, pd.DataFrame]]:
     """Iterate (config dict, rows) over the configurations in `df`, in sorted order."""
     cols = list(columns) if columns is not None else group_columns(df)
@@ -52,9 +123,13 @@ def configs(df: pd.DataFrame, columns: Sequence[str] | None = None) -> Iterator[
         yield dict(zip(cols, key, strict=False)), rows
 
 
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
 def panel_grid(n_rows: int, n_cols: int, size: tuple[float, float] = (4.2, 3.2)) -> tuple[Figure, np.ndarray]:
     """A figure with an n_rows x n_cols array of axes."""
-    fig = Figure(figsize=(size[0] * n_cols, size[1] * n_rows), dpi=DPI, layout="constrained")
+    fig = new_figure(size[0] * n_cols, size[1] * n_rows)
     axes = fig.subplots(max(n_rows, 1), max(n_cols, 1), squeeze=False)
     return fig, axes
 
@@ -70,12 +145,64 @@ def wrap_grid(n: int, max_cols: int = 3, size: tuple[float, float] = (4.2, 3.2))
     return fig, flat[:n]
 
 
-def band(ax: Axes, x: Sequence[float], table: pd.DataFrame, value: str, label: str, **style) -> None:
+def config_rows(
+    n_configs: int, heights: Sequence[float], width: float, extra: float = 0.0
+) -> tuple[Figure, list[SubFigure]]:
+    """One sub-figure per configuration stacked vertically (its title says which), `heights` inches each,
+    plus `extra` inches at the bottom for a shared legend."""
+    heights = list(heights)[:n_configs] or [1.0]
+    fig = new_figure(width, sum(heights) + extra)
+    subs = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    return fig, list(subs)
+
+
+def legend_below(fig: Figure | SubFigure, axes: Sequence[Axes] | None = None, ncols: int | None = None,
+                 handles: Sequence | None = None, labels: Sequence[str] | None = None) -> Legend | None:
+    """One legend for the whole figure, under every panel: the entries of all `axes` (default: every axes
+    of the figure), each label once."""
+    if handles is None:
+        seen: dict[str, object] = {}
+        for ax in axes if axes is not None else fig.get_axes():
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(label, handle)
+        labels, handles = list(seen), list(seen.values())
+    if not handles:
+        return None
+    # As many columns as fit the figure's width (a legend wider than the figure would be cut off).
+    entry = max(len(str(label)) for label in labels) * 0.62 * TEXT_PT / 72 + 0.8  # inches, marker and gap included
+    width = fig.get_figure(root=True).get_size_inches()[0]
+    fits = max(1, int(width // entry))
+    ncols = max(1, min(ncols or 4, len(handles), fits))
+    return fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+
+
+def legend_right(ax: Axes, **kwargs) -> Legend | None:
+    """The panel's own legend, beside it on the right (never over its data)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def integer_ticks(ax: Axes, axis: str = "x") -> None:
+    """Whole-number ticks (epochs)."""
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def band(ax: Axes, x: Sequence[float], table: pd.DataFrame, value: str, label: str, scale: float = 1.0,
+         **style) -> None:
     """A mean line with its across-seed interval shaded (the interval is absent for one seed)."""
-    line = ax.plot(x, table[f"{value}_mean"], label=label, **style)[0]
+    line = ax.plot(x, table[f"{value}_mean"].to_numpy(float) * scale, label=label, **style)[0]
     lo, hi = table[f"{value}_lo"].to_numpy(float), table[f"{value}_hi"].to_numpy(float)
     if np.isfinite(lo).any():
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(x, lo * scale, hi * scale, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def errorbars(means: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """Error bar lengths below/above each mean, or None when there is no interval (one seed)."""
+    means, lo, hi = (np.asarray(a, dtype=float) for a in (means, lo, hi))
+    if not np.isfinite(lo).any():
+        return None
+    return np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)]).clip(min=0)
 
 
 def heatmap(
@@ -85,22 +212,24 @@ def heatmap(
     vmax: float,
     cmap: str,
     annotate: bool = True,
-    scale: float = 100.0,
     digits: int = 0,
 ):
-    """Draw `matrix` (rows = y labels, columns = x labels), optionally annotated; returns the image."""
+    """Draw `matrix` (rows = y labels, columns = x labels) in the units it is given in, optionally with each
+    cell's value written in it (same units, `digits` decimals); returns the image."""
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(values, aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
     ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index])
     step = max(1, math.ceil(len(matrix.columns) / 12))
     ticks = list(range(0, len(matrix.columns), step))
+    if len(matrix.columns) and ticks[-1] != len(matrix.columns) - 1:
+        ticks.append(len(matrix.columns) - 1)
     ax.set_xticks(ticks, [str(matrix.columns[i]) for i in ticks])
     if annotate and values.size and values.shape[0] <= 14 and values.shape[1] <= 14:
         mid = (vmin + vmax) / 2
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
                 colour = "white" if v < mid else "black"
-                ax.text(j, i, f"{v * scale:.{digits}f}", ha="center", va="center", fontsize=7, color=colour)
+                ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=TEXT_PT, color=colour)
     return image
 
 

@@ -1,9 +1,10 @@
 """The sweep's static HTML report: one section per paper figure/table plus the detection study.
 
-`python -m analyses.report --results DIR --out DIR/report` (or `write_report`) writes index.html with the
-figures as PNG files beside it and every section's numbers as CSV, so the page opens offline from a laptop
-or a cluster share. Partial results are the normal case while a sweep runs: a missing or empty table, or a
-section that fails on odd data, turns into a sentence in that section instead of stopping the report.
+`python -m analyses.report --results DIR --out DIR/report` (or `write_report`) writes index.html with every
+figure beside it as a PNG (150 dpi, shown in the page) and an SVG (linked under it), and every section's numbers
+as CSV, so the page opens offline from a laptop or a cluster share. Partial results are the normal case while
+a sweep runs: a missing or empty table, or a section that fails on odd data, turns into a sentence in that
+section instead of stopping the report.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from analyses.flips import figure5a, figure5b, figure5c
 from analyses.gradients import figure1, figure2
 from analyses.layers import best_rewind, figure3, figure4, final_retraining
 from analyses.load import Results, table_files
-from analyses.plotting import DPI
+from analyses.noise import VALUES, noise_figure
+from analyses.plotting import DPI, save
 from analyses.stats import format_summary, group_columns
 
 MAX_ROWS = 80
 
-# Marks every <img> with data-loaded="yes"/"no" once the page has loaded and puts the totals on <body>, so
-# a headless browser (the report's test) can check that every figure really displays.
+# Marks every <img> with data-loaded="yes"/"no" once the page has loaded and puts the totals on <body>; then
+# loads each figure's SVG (the img's data-svg) and marks data-svg-loaded likewise, with its totals on <body>
+# once every SVG has loaded or failed. A headless browser (the report's test) reads them from the DOM.
 IMAGE_CHECK = """<script>
 window.addEventListener("load", function () {
   var images = document.querySelectorAll("img"), loaded = 0;
@@ -46,13 +49,34 @@ window.addEventListener("load", function () {
   });
   document.body.setAttribute("data-images-total", String(images.length));
   document.body.setAttribute("data-images-loaded", String(loaded));
+  var figures = document.querySelectorAll("img[data-svg]"), svgs = 0, settled = 0;
+  function done(img, ok) {
+    img.setAttribute("data-svg-loaded", ok ? "yes" : "no");
+    if (ok) { svgs += 1; }
+    settled += 1;
+    if (settled === figures.length) {
+      document.body.setAttribute("data-svgs-total", String(figures.length));
+      document.body.setAttribute("data-svgs-loaded", String(svgs));
+    }
+  }
+  if (figures.length === 0) {
+    document.body.setAttribute("data-svgs-total", "0");
+    document.body.setAttribute("data-svgs-loaded", "0");
+  }
+  figures.forEach(function (img) {
+    var probe = new Image();
+    probe.onload = function () { done(img, probe.naturalWidth > 0); };
+    probe.onerror = function () { done(img, false); };
+    probe.src = img.getAttribute("data-svg");
+  });
 });
 </script>"""
 
 STYLE = """<style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
+img { max-width: 100%; height: auto; display: block; }
+figure.plot { margin: .8em 0; } figure.plot figcaption { font-size: .85em; color: #555; }
 table.data { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
 table.data th, table.data td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 table.data th { background: #f3f3f3; }
@@ -70,11 +94,18 @@ class _Writer:
     out: Path
 
     def figure(self, fig: Figure | None, stem: str, alt: str) -> str:
+        """The figure as figures/<stem>.png and .svg; the page shows the PNG at the figure's own size (96 CSS
+        pixels per inch, so its text reads at its point size) and links both files under it."""
         if fig is None:
             return ""
-        path = self.out / "figures" / f"{stem}.png"
-        fig.savefig(path, dpi=DPI)
-        return f'<img src="figures/{stem}.png" alt="{html.escape(alt)}">'
+        save(fig, self.out / "figures" / stem)
+        width = round(fig.get_size_inches()[0] * 96)
+        png, svg = f"figures/{stem}.png", f"figures/{stem}.svg"
+        return (
+            f'<figure class="plot"><a href="{svg}"><img src="{png}" data-svg="{svg}" width="{width}" '
+            f'alt="{html.escape(alt)}"></a><figcaption>{html.escape(alt)}: <a href="{svg}">SVG</a> · '
+            f'<a href="{png}">PNG, {DPI} dpi</a></figcaption></figure>'
+        )
 
     def table(
         self, df: pd.DataFrame, stem: str, full: pd.DataFrame | None = None, max_rows: int = MAX_ROWS
@@ -156,7 +187,44 @@ def _overview(results: Results, w: _Writer) -> str:
         parts.append(w.table(summary, "runs_summary", full=runs.drop(columns=["versions"], errors="ignore")))
     if results.problems:
         parts.append(_p("Files that could not be read (skipped):\n" + "\n".join(results.problems), "error"))
+    parts.append('<h3 id="noise">Against the noise rate</h3>')
+    try:
+        parts.append(_noise(results, w))
+    except Exception:  # noqa: BLE001 - the overview's tables stay even if this figure cannot be drawn
+        error = traceback.format_exc(limit=4)
+        print(f"analyses.report: the noise-rate figure failed:\n{error}", file=sys.stderr)
+        parts.append(_p(f"The noise-rate figure could not be built:\n{error}", "error"))
     return "".join(parts)
+
+
+def _noise(results: Results, w: _Writer) -> str:
+    """The key quantities against the noise rate, for every configuration the sweep ran at two or more rates;
+    a sentence saying so otherwise."""
+    tables = {n: results.table(n) for n in ("epochs", "flips", "rewinding", "examples", "dropout_examples")}
+    out = noise_figure(**tables)
+    runs = results.table("runs")
+    if out.figure is None:
+        rates = sorted({float(r) for r in runs["noise"]}) if runs is not None and "noise" in runs else []
+        return _p(
+            "No configuration was run at two or more noise rates (this sweep's noise rate"
+            + ("s: " if len(rates) > 1 else ": ")
+            + (", ".join(f"{r:g}" for r in rates) or "none")
+            + "), so nothing is plotted against the noise rate; a grid with several rates per configuration "
+            "(the full grid has 0.05, 0.1 and 0.2) gets a figure here.",
+            "note",
+        )
+    t = out.table
+    present = [v for v in VALUES if f"{v}_mean" in t.columns]
+    shown = format_summary(t, [v for v in present if v.endswith("_acc")])
+    shown = format_summary(shown, [v for v in present if v in ("units_noisy", "units_clean")], scale=1.0)
+    shown = format_summary(shown, [v for v in present if v.endswith("_auroc")], scale=1.0, digits=3)
+    return (
+        _p("Each configuration's key quantities against its noise rate: points are means across seeds with "
+           "95% intervals; accuracies in %, units to flip as a median count, AUROC on 0-1. "
+           "Only configurations run at two or more noise rates are drawn.", "caption")
+        + w.figure(out.figure, "noise", "key quantities against the noise rate")
+        + w.table(shown, "noise", full=t)
+    )
 
 
 def _curves(results: Results, w: _Writer) -> str:
@@ -217,28 +285,46 @@ def _figure2(results: Results, w: _Writer) -> str:
     )
 
 
+def _accuracies(table: pd.DataFrame) -> list[str]:
+    """The accuracy columns of an across-seed table, the final model's (`*_base`) included where present."""
+    names = ("clean_acc", "noisy_acc", "test_acc", "clean_acc_base", "noisy_acc_base", "test_acc_base")
+    return [c for c in names if f"{c}_mean" in table.columns]
+
+
+def _base_note(table: pd.DataFrame) -> str:
+    if "noisy_acc_base_mean" in table.columns:
+        return " The *_base columns are the final (unedited) model's accuracies on the same examples."
+    return " This results folder has no final-model accuracies (*_acc_base), so the figure has no reference marks."
+
+
 def _figure3(results: Results, w: _Writer) -> str:
     df = results.table("rewinding")
     out = figure3(df)
-    best = format_summary(best_rewind(df), ["clean_acc", "noisy_acc", "test_acc"])
+    best = best_rewind(df)
     return (
         _claim("figure3")
         + w.figure(out.figure, "figure3", "layer rewinding heatmaps")
-        + _p("Per layer, the rewind epoch that lowers noisy accuracy most (accuracy %, mean [95% interval]):")
-        + w.table(best, "figure3_best", full=out.table)
+        + _p("Accuracy in % in every cell and on the colour bar; the last column of each heatmap ('final') is "
+             "the final model before any rewinding.", "caption")
+        + _p("Per layer, the rewind epoch that lowers noisy accuracy most (accuracy %, mean [95% interval])."
+             + _base_note(best))
+        + w.table(format_summary(best, _accuracies(best)), "figure3_best", full=out.table)
     )
 
 
 def _figure4(results: Results, w: _Writer) -> str:
     df = results.table("retraining")
     out = figure4(df)
-    final = format_summary(final_retraining(df), ["clean_acc", "noisy_acc", "test_acc"])
-    final = format_summary(final, ["last_epoch"], scale=1.0)
+    final = final_retraining(df)
+    shown = format_summary(format_summary(final, _accuracies(final)), ["last_epoch"], scale=1.0)
     return (
         _claim("figure4")
         + w.figure(out.figure, "figure4", "layer retraining curves")
-        + _p("Per layer, accuracy (%) at the end of retraining on clean examples only:")
-        + w.table(final, "figure4_final", full=out.table)
+        + _p("One panel per layer group: accuracy (%) while that group alone is retrained from its initial "
+             "weights on clean examples; dashed lines are the final model's accuracies before the reset.",
+             "caption")
+        + _p("Per layer, accuracy (%) at the end of retraining on clean examples only." + _base_note(final))
+        + w.table(shown, "figure4_final", full=out.table)
     )
 
 
@@ -259,13 +345,14 @@ def _figure5(results: Results, w: _Writer) -> str:
              "left out of the median and mean (its count is only known to exceed the cap) and counted in "
              "flipped_frac.")
         + w.table(shown, "figure5a")
-        + _p("(b) Accuracy lost by the edited model (base minus edited, percentage points)", "caption")
+        + _p("(b) Accuracy lost by the edited model (final model minus edited, in percentage points on the "
+             "figure's axis and in the table)", "caption")
         + _claim("figure5b")
         + w.figure(b.figure, "figure5b", "accuracy lost by the edit")
         + w.table(format_summary(b.table, drops), "figure5b", full=b.table)
-        + _p("(c) Layer groups of the removed units (% of each flipped example's removed units, averaged "
-             "over examples so each weighs the same; n_capped = examples per run that hit the cap, left out)",
-             "caption")
+        + _p("(c) Layer groups of the removed units (share of each flipped example's removed units in %, "
+             "averaged over examples so each weighs the same; n_capped = examples per run that hit the cap, "
+             "left out)", "caption")
         + _claim("figure5c")
         + w.figure(c.figure, "figure5c", "layers of removed units")
         + w.table(format_summary(format_summary(c.table, ["fraction"]), ["n_capped"], scale=1.0), "figure5c",
@@ -431,7 +518,9 @@ def write_report(results: str | Path, out: str | Path | None = None, data_dir: s
                 print(f"analyses.report: section {key} failed:\n{error}", file=sys.stderr)
                 content = _claim(key) + _p(f"This section could not be built:\n{error}", "error")
         body.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>')
-    nav = "".join(f'<li><a href="#{k}">{html.escape(t)}</a></li>' for k, t, _ in SECTIONS)
+    nav = "".join(f'<li><a href="#{k}">{html.escape(t)}</a></li>' for k, t, _ in SECTIONS[:1])
+    nav += '<li><a href="#noise">Against the noise rate</a></li>'
+    nav += "".join(f'<li><a href="#{k}">{html.escape(t)}</a></li>' for k, t, _ in SECTIONS[1:])
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Memorization localization: sweep report</title>" + STYLE + "</head><body>"
@@ -455,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analyses.report", description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", help="results folder of a sweep (default: results)")
     parser.add_argument("--out", default=None, help="report folder (default: <results>/report)")
-    parser.add_argument("--data-dir", default="data", help="dataset files, for Figure 7's images")
+    parser.add_argument("--data-dir", default="data",
+                        help="dataset files, for Figure 7's images (default: data)")
     args = parser.parse_args(argv)
     # Resolved once, against the folder the command runs in, so every path the report prints is usable as is.
     args.results, args.data_dir = os.path.abspath(args.results), os.path.abspath(args.data_dir)

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analyses.detection import auroc, detection, detection_per_run, precision_at_rate, signal_scores
@@ -54,11 +55,11 @@ def test_precision_at_rate():
 def test_signal_directions():
     examples = frame(
         [
-            {"example_id": 0, "is_noisy": True, "final_loss": 3.0, "first_learned_epoch": -1},
+            {"example_id": 0, "is_noisy": True, "final_loss": 3.0, "first_learned_epoch": pd.NA},
             {"example_id": 1, "is_noisy": False, "final_loss": 0.1, "first_learned_epoch": 9},
             {"example_id": 2, "is_noisy": False, "final_loss": 0.2, "first_learned_epoch": 2},
         ]
-    )
+    ).astype({"first_learned_epoch": "Int64"})  # null = never learned, as the engine writes it
     flips = frame(
         [
             {"example_id": 0, "is_noisy": True, "n_units": 2, "flipped": True},
@@ -85,6 +86,24 @@ def test_signal_directions():
     assert per_run.loc["final_loss", "rate"] == pytest.approx(1 / 3)
 
 
+def test_never_learned_is_most_suspicious_after_a_parquet_round_trip(tmp_path):
+    """first_learned_epoch is a nullable Int64 (NA = never learned): NA must rank first, not be dropped."""
+    examples = frame(
+        [
+            {"example_id": i, "is_noisy": noisy, "final_loss": 1.0, "first_learned_epoch": epoch}
+            for i, (noisy, epoch) in enumerate([(True, pd.NA), (True, 8), (False, 9), (False, 1), (False, 2)])
+        ]
+    ).astype({"first_learned_epoch": "Int64"})
+    examples.to_parquet(tmp_path / "examples.parquet")
+    back = pd.read_parquet(tmp_path / "examples.parquet")
+    assert str(back["first_learned_epoch"].dtype) == "Int64" and back["first_learned_epoch"].isna().sum() == 1
+    scores = signal_scores(examples=back)
+    learned = scores[scores["signal"] == "first_learned"].set_index("example_id")["score"]
+    assert learned[0] == np.inf and len(learned) == 5
+    row = detection_per_run(examples=back).set_index("signal").loc["first_learned"]
+    assert row["n"] == 5 and row["auroc"] == pytest.approx(5 / 6)  # noisy 8 loses only to clean 9
+
+
 def test_detection_aggregates_across_seeds():
     rows = []
     for seed, reversed_ in ((0, False), (1, True)):
@@ -105,4 +124,6 @@ def test_detection_aggregates_across_seeds():
     assert loss["auroc_mean"] == pytest.approx(0.5)  # one perfect run, one reversed
     assert loss["n_seeds"] == 2
     assert out.table.set_index("signal").loc["first_learned", "auroc_mean"] == 0.5
-    assert out.figure is not None
+    (ax,) = out.figure.axes
+    assert ax.get_ylabel() == "AUROC or precision (0-1)" and ax.get_ylim()[1] < 1.1
+    assert ax.get_legend() is None and len(out.figure.legends) == 1  # one legend, under the panels

@@ -5,12 +5,16 @@ import math
 import pytest
 
 from analyses import paper
-from analyses.flips import figure5a, figure5b, figure5c, unit_groups
+from analyses.flips import figure5a, figure5b, figure5c, unit_groups, unit_layers
 from tests.analyses.builders import frame
+
+LAYERS = {"conv1": 0, "conv2": 1, "conv3": 2, "linear": 8, "fc1": 0, "fc2": 1, "head": 2}
 
 
 def units(*groups):
-    return [{"group": g, "layer": f"{g}.0", "index": i} for i, g in enumerate(groups)]
+    """flips.units as the engine writes it: {layer (forward index), layer_name, module, unit}, removal order."""
+    return [{"layer": LAYERS[g], "layer_name": g, "module": f"layers.{LAYERS[g]}", "unit": i}
+            for i, g in enumerate(groups)]
 
 
 def flip_rows(**config):
@@ -86,9 +90,13 @@ def test_figure5a_units_flip_rate_and_paper_number():
     assert t.loc["noisy", "n_seeds"] == 2
     assert t.loc["noisy", "paper_units"] == 5.0
     assert out.figure is not None
-    legend = [text.get_text() for ax in out.figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
-    assert legend == ["clean: median 10 of the 50% that flipped", "noisy: median 3 of the 100% that flipped"]
-    assert "out of the median, in the flipped share" in out.figure.axes[0].get_title()
+    (ax,) = out.figure.axes
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "clean: median 10 of the 50% that flipped", "noisy: median 3 of the 100% that flipped"
+    ]
+    assert "2 hit the cap unflipped" in legend.get_title().get_text()
+    assert ax.get_ylabel() == "examples (count)"
 
 
 def test_figure5a_other_setting_has_no_paper_number():
@@ -98,32 +106,63 @@ def test_figure5a_other_setting_has_no_paper_number():
 
 
 def test_figure5b_accuracy_lost_is_base_minus_edited_over_flipped_examples():
-    t = figure5b(flip_rows()).table.set_index("kind")
+    out = figure5b(flip_rows())
+    t = out.table.set_index("kind")
     assert t.loc["noisy", "clean_acc_drop_mean"] == pytest.approx(0.01)
     assert t.loc["clean", "clean_acc_drop_mean"] == pytest.approx(0.2)  # the unflipped 0.8 drop excluded
     assert t.loc["clean", "test_acc_drop_mean"] == pytest.approx(0.1)
+    (ax,) = out.figure.axes  # drawn in percentage points, as its axis says
+    assert "percentage points" in ax.get_ylabel()
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == sorted(round(v, 6) for v in (20.0, 0.0, 10.0, 1.0, 0.0, 0.0))
 
 
 def test_figure5c_weighs_each_flipped_example_equally_in_forward_order():
     """Noisy: example 1 removed conv2, conv1 (1/2 each), example 2 four conv1 units: conv1 = (1/2 + 1)/2 = 3/4,
     not the pooled 5/6. Clean: the capped example (1000 units, here all in `linear`) is left out and counted."""
-    out = figure5c(flip_rows(), group_order=["conv1", "conv2", "conv3", "linear"])
-    t = out.table.set_index(["kind", "group"])
+    out = figure5c(flip_rows())
+    t = out.table.set_index(["kind", "layer_name"])
     assert t.loc[("noisy", "conv1"), "fraction_mean"] == pytest.approx(3 / 4)
     assert t.loc[("noisy", "conv2"), "fraction_mean"] == pytest.approx(1 / 4)
     assert t.loc[("clean", "conv1"), "fraction_mean"] == 0.0  # zero-filled, not missing
     assert t.loc[("clean", "conv2"), "fraction_mean"] == pytest.approx(1.0)
-    assert "linear" not in set(out.table["group"])  # only the capped example removed units there
+    assert "linear" not in set(out.table["layer_name"])  # only the capped example removed units there
     assert t.loc[("clean", "conv2"), "n_capped_mean"] == 1 and t.loc[("noisy", "conv1"), "n_capped_mean"] == 0
-    assert list(dict.fromkeys(out.table["group"])) == ["conv1", "conv2"]
-    assert out.figure is not None
-    legend = [text.get_text() for ax in out.figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
-    assert "clean targets (1 capped per run, left out)" in legend
+    assert list(dict.fromkeys(out.table["layer_name"])) == ["conv1", "conv2"]  # forward order, by `layer`
+    assert t.loc[("noisy", "conv2"), "layer"] == 1
+    (ax,) = out.figure.axes
+    assert "capped per run, left out: clean 1, noisy 0" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0 conv1", "1 conv2"]
+    assert sorted(round(p.get_height()) for p in ax.patches) == [0, 25, 75, 100]  # shares in %
+    assert ax.get_ylabel().endswith("(%)")
+    (legend,) = out.figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["clean targets (flipped)", "noisy targets (flipped)"]
+
+
+def test_figure5c_orders_groups_by_their_layer_index_not_by_name_or_appearance():
+    rows = flip_rows()
+    rows["units"] = [[{"layer": 7, "layer_name": "b-late", "module": "m7", "unit": 0},
+                      {"layer": 2, "layer_name": "z-early", "module": "m2", "unit": 1}] for _ in range(len(rows))]
+    table = figure5c(rows).table
+    assert list(dict.fromkeys(table["layer_name"])) == ["z-early", "b-late"]
+    assert list(dict.fromkeys(table["layer"])) == [2, 7]
+
+
+def test_figure5c_reads_units_written_before_the_rename():
+    """{group, layer: module path, index}: ordered by `group_order`, then first appearance."""
+    rows = flip_rows()
+    rows["units"] = [[{"group": g, "layer": f"{g}.0", "index": i} for i, g in enumerate(u["layer_name"] for u in cell)]
+                     for cell in rows["units"]]
+    table = figure5c(rows, group_order=["conv2", "conv1"]).table.set_index(["kind", "layer_name"])
+    assert table.loc[("noisy", "conv1"), "fraction_mean"] == pytest.approx(3 / 4)
+    assert table.loc[("noisy", "conv2"), "layer"] == 0 and table.loc[("noisy", "conv1"), "layer"] == 1
 
 
 def test_unit_groups_reads_parquet_cells():
     assert unit_groups(None) == [] and unit_groups(math.nan) == []
-    assert unit_groups(units("a", "b")) == ["a", "b"]
+    assert unit_groups(units("conv2", "fc1")) == ["conv2", "fc1"]
+    assert unit_layers(units("conv2", "fc1")) == [(1, "conv2"), (0, "fc1")]
+    assert unit_layers([{"group": "g", "layer": "layers.0", "index": 3}]) == [(None, "g")]
 
 
 def test_units_survive_a_parquet_round_trip(tmp_path):
@@ -141,7 +180,7 @@ def test_figure5c_keeps_architectures_apart():
     mlp = flip_rows(dataset="digits", arch="mlp")
     mlp["units"] = [units("fc2", "fc1") for _ in range(len(mlp))]
     both = pd.concat([flip_rows(), mlp], ignore_index=True)
-    table = figure5c(both, {"mlp": ["fc1", "fc2", "head"], "resnet9": ["conv1", "conv2", "linear"]}).table
-    assert set(table.loc[table["arch"] == "mlp", "group"]) == {"fc1", "fc2"}
-    assert set(table.loc[table["arch"] == "resnet9", "group"]) == {"conv1", "conv2"}
-    assert list(table.loc[table["arch"] == "mlp", "group"].drop_duplicates()) == ["fc1", "fc2"]
+    table = figure5c(both).table
+    assert set(table.loc[table["arch"] == "mlp", "layer_name"]) == {"fc1", "fc2"}
+    assert set(table.loc[table["arch"] == "resnet9", "layer_name"]) == {"conv1", "conv2"}
+    assert list(table.loc[table["arch"] == "mlp", "layer_name"].drop_duplicates()) == ["fc1", "fc2"]

@@ -40,3 +40,33 @@ def test_empty_table_reads_as_empty_frame(tmp_path):
     assert results.table("flips") is not None and results.table("flips").empty
     assert not results.available("flips")
     assert results.status().set_index("table").loc["flips", "state"] == "empty"
+
+
+def test_files_written_before_the_fixed_schemas_read_in_todays_names(tmp_path):
+    """Layout 1 (retraining.epoch, first_learned_epoch -1) beside a file of today's layout: one table."""
+    write(tmp_path, "retraining", "old", frame([{"layer": 0, "layer_name": "fc1", "epoch": 2, "noisy_acc": 0.5}]))
+    write(tmp_path, "retraining", "new", frame([{"layer": 0, "layer_name": "fc1", "retrain_epoch": 3,
+                                                 "noisy_acc": 0.4, "noisy_acc_base": 0.9}], seed=1))
+    retraining = load_table(tmp_path, "retraining")
+    assert "epoch" not in retraining.columns and sorted(retraining["retrain_epoch"]) == [2, 3]
+    write(tmp_path, "examples", "old", frame([{"example_id": 0, "first_learned_epoch": -1},
+                                             {"example_id": 1, "first_learned_epoch": 4}]))
+    learned = load_table(tmp_path, "examples")["first_learned_epoch"]
+    assert str(learned.dtype) == "Int64" and learned.isna().tolist() == [True, False] and learned[1] == 4
+
+
+def test_status_lists_the_flip_units_table(tmp_path):
+    assert "flip_units" in set(Results(tmp_path).status()["table"])
+
+
+def test_the_synthetic_tables_have_the_writers_columns(results_dir):
+    """The builders write what sweep/schemas.py declares (the writers' fixed schema), so the analyses are tested
+    against the engine's column names and types."""
+    from sweep.schemas import TABLES as SCHEMAS
+    from sweep.schemas import schema, to_arrow
+
+    for table in SCHEMAS:
+        df = load_table(results_dir, table)
+        assert df is not None, table
+        assert sorted(df.columns) == sorted(schema(table).names), table
+        to_arrow(table, df)  # every value fits the declared Arrow type

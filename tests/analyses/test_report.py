@@ -64,6 +64,9 @@ def test_missing_tables_are_named_and_the_rest_still_works(tmp_path):
     ):
         assert f"Table &#x27;{table}&#x27; is missing" in found[key], key
     assert "all missing or empty" in found["detection"]
+    overview = found["overview"]  # one noise rate: a sentence where the figure against the noise rate goes
+    assert "No configuration was run at two or more noise rates (this sweep&#x27;s noise rate: 0.1)" in overview
+    assert 'class="missing"' not in overview and "<img " not in overview
 
 
 def test_empty_results_folder_still_writes_a_page(tmp_path):
@@ -100,6 +103,22 @@ def test_cli_names_each_unreadable_table_file_on_the_terminal_and_exits_1(result
     errors = captured.err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"error: unreadable, left out of the report: {cut}: ")
     assert Path(captured.out.strip()).is_file()  # the rest of the report is still written
+
+
+def test_cli_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--results", "results"), ("--out", "<results>/report"), ("--data-dir", "data")):
+        assert option in text and f"(default: {default})" in text
+
+
+def test_report_sections_say_their_units_and_the_final_model(report_index):
+    found = sections(report_index.read_text())
+    assert "percentage points" in found["figure5"]
+    assert "final model" in found["figure3"] and "noisy_acc_base" in found["figure3"]
+    assert "dashed lines are the final model" in found["figure4"] and "noisy_acc_base" in found["figure4"]
+    assert "Against the noise rate" in found["overview"] and "figures/noise.png" in found["overview"]
 
 
 def test_cli_refuses_a_missing_results_folder(tmp_path, capsys):

@@ -1,7 +1,9 @@
-"""Open the report in real headless Chromium and check that every figure actually displays.
+"""Open the report in real headless Chromium and check that every figure actually displays, as PNG and SVG.
 
 The page marks each <img> with data-loaded="yes"/"no" on load (naturalWidth > 0) and puts the totals on
-<body>; Chromium's --dump-dom gives the DOM after that script ran. CI installs Debian's `chromium` package.
+<body>; it then loads each figure's SVG (the img's data-svg, also linked under it) and marks
+data-svg-loaded likewise, with those totals on <body> too. Chromium's --dump-dom gives the DOM after that
+script ran. CI installs Debian's `chromium` package.
 """
 
 import os
@@ -43,28 +45,43 @@ def dump_dom(page, profile) -> str:
     return done.stdout
 
 
-def body_counts(dom: str) -> tuple[int, int]:
+def body_counts(dom: str, kind: str = "images") -> tuple[int, int]:
     body = re.search(r"<body[^>]*>", dom).group(0)
-    total = re.search(r'data-images-total="(\d+)"', body)
-    loaded = re.search(r'data-images-loaded="(\d+)"', body)
-    assert total and loaded, f"the page's image check did not run: {body}"
+    total = re.search(rf'data-{kind}-total="(\d+)"', body)
+    loaded = re.search(rf'data-{kind}-loaded="(\d+)"', body)
+    assert total and loaded, f"the page's {kind} check did not run: {body}"
     return int(total.group(1)), int(loaded.group(1))
 
 
-def test_every_image_of_the_report_loads_in_chromium(report_index, tmp_path):
-    expected = len(re.findall(r"<img ", report_index.read_text()))
-    assert expected >= 12
+FIGURES = ("curves", "figure1", "figure2", "figure3", "figure4", "figure5a", "figure5b", "figure5c", "table1",
+           "table3", "figure7", "detection", "noise")
+
+
+def test_every_figure_of_the_report_loads_in_chromium_as_png_and_svg(report_index, tmp_path):
+    page = report_index.read_text()
+    expected = len(re.findall(r"<img ", page))
+    assert expected == len(FIGURES)
     dom = dump_dom(report_index, tmp_path / "profile")
     assert body_counts(dom) == (expected, expected)
-    assert len(re.findall(r'data-loaded="yes"', dom)) == expected
-    assert 'data-loaded="no"' not in dom
+    assert body_counts(dom, "svgs") == (expected, expected)
+    for stem in FIGURES:  # each figure shown as its PNG, its SVG loaded and linked
+        img = re.search(rf'<img[^>]*src="figures/{stem}.png"[^>]*>', dom)
+        assert img, stem
+        assert 'data-loaded="yes"' in img.group(0) and 'data-svg-loaded="yes"' in img.group(0), img.group(0)
+        assert f'data-svg="figures/{stem}.svg"' in img.group(0)
+        assert f'<a href="figures/{stem}.svg">SVG</a>' in dom
+    assert 'data-loaded="no"' not in dom and 'data-svg-loaded="no"' not in dom
 
 
 def test_the_check_catches_a_missing_image(report_index, tmp_path):
     copy = tmp_path / "report"
     shutil.copytree(report_index.parent, copy)
     (copy / "figures" / "figure2.png").unlink()
+    (copy / "figures" / "figure4.svg").unlink()
     dom = dump_dom(copy / "index.html", tmp_path / "profile")
     total, loaded = body_counts(dom)
     assert loaded == total - 1
     assert re.search(r'<img[^>]*src="figures/figure2.png"[^>]*data-loaded="no"', dom)
+    total, loaded = body_counts(dom, "svgs")
+    assert loaded == total - 1
+    assert re.search(r'<img[^>]*src="figures/figure4.png"[^>]*data-svg-loaded="no"', dom)
