@@ -5,7 +5,9 @@ Each signal gives every scored example a suspicion score (higher = more likely m
 - forgotten under example-tied `drop` (dropout_examples): 1 when wrong after dropping, else 0;
 - last-epoch training loss (examples): higher = more suspicious;
 - first learned epoch (examples): later = more suspicious; never learned (null, pd.NA; -1 in results written
-  before the column became nullable) = most suspicious.
+  before the column became nullable) = most suspicious;
+- area under the margin (examples, Pleiss et al. 2020): lower = more suspicious (scored as -AUM);
+- forgetting events (examples, Toneva et al. 2019): more = more suspicious.
 Quality is AUROC (ties count half) and precision among the top round(rate * n) scored examples, where rate
 is the share of noisy examples among those scored: the noise rate for the whole training set, about one
 half for the flip subset (1000 clean + 1000 noisy). Ties at the cut-off are shared fractionally, which is
@@ -26,6 +28,8 @@ SIGNALS = {
     "forgotten_drop": "wrong under example-tied drop",
     "final_loss": "last-epoch training loss",
     "first_learned": "first learned epoch (later = suspicious)",
+    "aum": "area under the margin (lower = suspicious)",
+    "forgetting": "forgetting events (more = suspicious)",
 }
 
 
@@ -93,6 +97,10 @@ def signal_scores(
             epoch = pd.to_numeric(examples["first_learned_epoch"], errors="coerce").astype(float).to_numpy()
             never = np.isnan(epoch) | (epoch < 0)
             take(examples, "first_learned", np.where(never, np.inf, epoch))
+        if "aum" in examples.columns:
+            take(examples, "aum", -examples["aum"].astype(float).to_numpy())
+        if "forgetting_events" in examples.columns:
+            take(examples, "forgetting", examples["forgetting_events"].astype(float).to_numpy())
     if not parts:
         return pd.DataFrame(columns=["run_id", "signal", "example_id", "is_noisy", "score"])
     return pd.concat(parts, ignore_index=True)

@@ -31,6 +31,7 @@ from analyses.plotting import (
 from analyses.stats import across_seeds, group_columns
 
 # (panel title, y label, scale, [(value column, line label, colour)])
+SIGNAL_COLOURS = ("tab:olive", "tab:pink", "tab:brown", "tab:gray", "tab:blue", "tab:red")  # one per SIGNALS entry
 PANELS = (
     ("end of training", "accuracy (%)", PERCENT, [
         ("final_noisy_acc", "noisy train vs noisy label (memorized)", "tab:red"),
@@ -47,8 +48,7 @@ PANELS = (
     ]),
     ("finding the mislabeled examples", "detection AUROC (0-1; 0.5 = chance)", 1.0, [
         (f"{signal}_auroc", f"AUROC: {name}", colour)
-        for (signal, name), colour in zip(SIGNALS.items(), ("tab:olive", "tab:pink", "tab:brown", "tab:gray"),
-                                         strict=True)
+        for (signal, name), colour in zip(SIGNALS.items(), SIGNAL_COLOURS, strict=True)
     ]),
 )
 VALUES = [v for _, _, _, lines in PANELS for v, _, _ in lines]

@@ -127,3 +127,13 @@ def test_detection_aggregates_across_seeds():
     (ax,) = out.figure.axes
     assert ax.get_ylabel() == "AUROC or precision (0-1)" and ax.get_ylim()[1] < 1.1
     assert ax.get_legend() is None and len(out.figure.legends) == 1  # one legend, under the panels
+
+
+def test_area_under_the_margin_and_forgetting_events_are_scored_in_the_right_direction():
+    """Low AUM and many forgetting events are suspicious: a table where the noisy example has the lowest AUM and
+    the most forgetting events scores AUROC 1 on both."""
+    rows = [{"example_id": i, "is_noisy": i == 0, "final_loss": 0.1, "first_learned_epoch": 1,
+             "aum": -2.0 if i == 0 else 1.0 + i, "forgetting_events": 3 if i == 0 else i % 2} for i in range(4)]
+    per_run = detection_per_run(examples=frame(rows)).set_index("signal")
+    assert per_run.loc["aum", "auroc"] == 1.0 and per_run.loc["forgetting", "auroc"] == 1.0
+    assert per_run.loc["aum", "n"] == 4
