@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                    help="GPUs per training and per analysis task; fractions share a GPU (e.g. 0.25)")
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on trainings at once; 0: no cap")
     p.add_argument("--only", default=None,
-                   help="comma-separated subset of analyses to run (default: all registered)")
+                   help="comma-separated analyses to run: flip, rewind, retrain, dropout, or the tables they write "
+                        "(flips, rewinding, retraining, ...) (default: all registered)")
     p.add_argument("--where", action="append", default=[], metavar="FIELD=V[,V...][,FIELD=V...]",
                    help="keep only the grid's runs whose FIELD is one of its values, for every FIELD given, e.g. "
                         "--where arch=mlp,variant=tied or --where seed=0,1; repeatable (the flags count as one, "
@@ -115,17 +116,19 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 
 def _only(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """--only as analysis names, every one of them registered (UserError otherwise)."""
+    """--only as analysis names, every one of them registered (UserError otherwise). A table's name stands for
+    the analysis that writes it (`--only rewinding` is `--only rewind`), since users meet the tables first."""
     from sweep.probes import PROBES
 
     if not args.only:
         return None
-    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    unknown = sorted(set(only) - set(PROBES))
-    if unknown or not only:
-        raise UserError(f"unknown analysis {', '.join(unknown) or '(empty)'} in --only; "
-                        f"accepted: {', '.join(PROBES)}")
-    return only
+    by_table = {table: name for name, probe in PROBES.items() for table in probe.tables}
+    given = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = sorted(set(given) - set(PROBES) - set(by_table))
+    if unknown or not given:
+        raise UserError(f"unknown analysis {', '.join(unknown) or '(empty)'} in --only; accepted: "
+                        f"{', '.join(PROBES)} (or a table they write: {', '.join(by_table)})")
+    return tuple(dict.fromkeys(by_table.get(name, name) for name in given))
 
 
 def _grid(args: argparse.Namespace) -> tuple[Grid, list[str]]:

@@ -164,3 +164,13 @@ def test_memloc_sweep_command_after_install(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --where arch=vit matches no run"), bad.stderr
     assert list(tmp_path.iterdir()) == []  # the default results folder (./results) was not made
+
+
+def test_only_takes_a_table_name_for_the_analysis_that_writes_it(cli):
+    code, by_table, err = cli("--grid", "smoke", "--only", "rewinding,flip_units", "--dry-run")
+    assert code == 0, err
+    code, by_name, err = cli("--grid", "smoke", "--only", "rewind,flip", "--dry-run")
+    assert code == 0, err
+    assert by_table == by_name and "rewind" in by_name and "retrain" not in by_name
+    code, _, err = cli("--grid", "smoke", "--only", "rewinds", "--dry-run")
+    assert code == 2 and "accepted: dropout, flip, rewind, retrain (or a table they write: dropout, " in err
