@@ -13,8 +13,10 @@ from sweep.errors import UserError
 VARIANTS = ("standard", "tied", "dropout", "sparse")
 # Every field that defines a run: every row of every table carries them all, plus `config_id`.
 CONFIG_COLUMNS = ("dataset", "arch", "variant", "noise", "seed", "width", "epochs", "lr", "batch_size", "noise_seed",
-                  "p_gen", "p_mem")
+                  "p_gen", "p_mem", "cv_folds", "cv_fold")
 SEED_FIELDS = ("seed", "noise_seed")  # what may differ between the seeds of one experiment
+# Fields added after results existed: left out of the ids while at their default, so every earlier run keeps its id.
+LATE_FIELDS = {"cv_folds": 0, "cv_fold": 0}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class RunConfig:
     lr: float = 0.1
     p_gen: float = 0.4
     p_mem: float = 0.2
+    # An out-of-sample run for confident learning: trained without fold `cv_fold` of `cv_folds` (sweep/folds.py),
+    # it predicts that fold. 0 / 0: an ordinary run.
+    cv_folds: int = 0
+    cv_fold: int = 0
 
     def validate(self) -> RunConfig:
         """Check every field against what is accepted; raise UserError naming the field and the accepted values."""
@@ -63,20 +69,33 @@ class RunConfig:
             raise UserError(f"lr must be a positive number, got {self.lr!r}")
         if not (0 < self.p_gen < 1 and 0 < self.p_mem <= 1):
             raise UserError(f"p_gen must be in (0, 1) and p_mem in (0, 1], got {self.p_gen!r}, {self.p_mem!r}")
+        if self.cv_folds == 0 and self.cv_fold != 0:
+            raise UserError(f"cv_fold {self.cv_fold!r} needs cv_folds >= 2 (cv_folds = 0: an ordinary run)")
+        if self.cv_folds != 0 and not (self.cv_folds >= 2 and 0 <= self.cv_fold < self.cv_folds):
+            raise UserError(f"cv_folds must be 0 (off) or >= 2 with 0 <= cv_fold < cv_folds, got cv_folds="
+                            f"{self.cv_folds!r}, cv_fold={self.cv_fold!r}")
+        if self.cv_folds and self.variant != "standard":
+            raise UserError(f"cv_folds needs variant 'standard' (out-of-sample models of a plain run), not "
+                            f"{self.variant!r}")
         return self
+
+    def _identity(self) -> dict[str, object]:
+        """The fields an id hashes: all of them, less the late ones still at their default."""
+        return {k: v for k, v in asdict(self).items() if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
 
     @property
     def run_id(self) -> str:
         """Stable id from every field that changes the result: the same run always gets the same id."""
-        blob = json.dumps(asdict(self), sort_keys=True)
+        blob = json.dumps(self._identity(), sort_keys=True)
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
-        return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-s{self.seed}-{short}"
+        fold = f"-cv{self.cv_fold}of{self.cv_folds}" if self.cv_folds else ""
+        return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-s{self.seed}{fold}-{short}"
 
     @property
     def config_id(self) -> str:
         """The run's identity without its seeds (initialisation and noise draw): runs with one config_id are
         seeds of one experiment, and analyses pool exactly those, never runs that differ in any other field."""
-        blob = json.dumps({k: v for k, v in asdict(self).items() if k not in SEED_FIELDS}, sort_keys=True)
+        blob = json.dumps({k: v for k, v in self._identity().items() if k not in SEED_FIELDS}, sort_keys=True)
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-{short}"
 
@@ -165,6 +184,7 @@ _KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
 _RUN_KINDS = {
     "dataset": "str", "arch": "str", "variant": "str", "noise": "float", "seed": "int", "noise_seed": "int",
     "width": "float", "epochs": "int", "batch_size": "int", "lr": "float", "p_gen": "float", "p_mem": "float",
+    "cv_folds": "int", "cv_fold": "int",
 }
 _ANALYSIS_KINDS = {
     "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",

@@ -19,6 +19,8 @@ from sweep.errors import UserError
 
 PRODUCT_FIELDS = ("dataset", "arch", "variant", "noise", "seed", "width")
 SCALAR_FIELDS = ("epochs", "batch_size", "lr", "p_gen", "p_mem")
+# cv_folds = K in a block: each of its `standard` runs gets K out-of-sample runs too (confident learning's input)
+BLOCK_FIELDS = ("cv_folds",)
 
 
 @dataclass(frozen=True)
@@ -34,21 +36,32 @@ def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
     """Expand blocks into validated, de-duplicated RunConfigs (order kept: it is the launch order)."""
     runs: dict[str, RunConfig] = {}
     for block in blocks:
-        unknown = sorted(set(block) - set(PRODUCT_FIELDS) - set(SCALAR_FIELDS))
+        unknown = sorted(set(block) - set(PRODUCT_FIELDS) - set(SCALAR_FIELDS) - set(BLOCK_FIELDS))
         if unknown:
-            accepted = ", ".join(PRODUCT_FIELDS + SCALAR_FIELDS)
+            accepted = ", ".join(PRODUCT_FIELDS + SCALAR_FIELDS + BLOCK_FIELDS)
             raise UserError(f"unknown grid field(s) {', '.join(unknown)}; accepted: {accepted}")
         axes = {k: v if isinstance(v, list) else [v] for k, v in block.items() if k in PRODUCT_FIELDS}
         scalars = {k: v for k, v in block.items() if k in SCALAR_FIELDS}
+        folds = block.get("cv_folds", 0)
         names = list(axes)
         for values in itertools.product(*(axes[k] for k in names)):
             fields = dict(zip(names, values, strict=True), **scalars)
             fields["noise_seed"] = fields.get("seed", 0)
             cfg = RunConfig.from_dict(fields)
             runs.setdefault(cfg.run_id, cfg)
+            if folds and cfg.variant == "standard":
+                for fold in out_of_sample_runs(cfg, folds):
+                    runs.setdefault(fold.run_id, fold)
     if not runs:
         raise UserError("the grid has no runs; give at least one block with a dataset and an arch")
     return tuple(runs.values())
+
+
+def out_of_sample_runs(cfg: RunConfig, folds: object) -> list[RunConfig]:
+    """The `folds` out-of-sample runs of `cfg` (same config and seeds; each holds out one fold)."""
+    if not (isinstance(folds, int) and not isinstance(folds, bool) and folds != 1 and folds >= 0):
+        raise UserError(f"cv_folds must be 0 (off) or an integer >= 2, got {folds!r}")
+    return [dataclasses.replace(cfg, cv_folds=folds, cv_fold=k).validate() for k in range(folds)]
 
 
 _DIGITS = {"dataset": "digits", "batch_size": 128, "lr": 0.1}
@@ -57,14 +70,15 @@ _PAPER_DATA = ["cifar10", "mnist", "svhn"]
 BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
     "smoke": (
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1, "seed": 0,
-          "epochs": 20}],
+          "epochs": 20, "cv_folds": 2}],
         {"rewind_epochs": [0, 4, 8], "retrain_epochs": 4, "flip_clean": 12, "flip_noisy": 12, "flip_cap": 60,
          "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12},
     ),
     "demo": (
         # batch 256 x 60 epochs: standard dropout p=0.4 memorizes digits' noisy labels only this long (Table 3).
+        # cv_folds: the standard MLP's out-of-sample runs, so confident learning joins the detection comparison.
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1,
-          "seed": [0, 1], "epochs": 60, "batch_size": 256},
+          "seed": [0, 1], "epochs": 60, "batch_size": 256, "cv_folds": 5},
          {**_DIGITS, "arch": "resnet9", "width": 0.25, "variant": "standard", "noise": 0.1, "seed": [0, 1],
           "epochs": 20}],
         {"rewind_epochs": [0, 2, 4, 6, 8, 10, 12, 14], "retrain_epochs": 10, "flip_clean": 50, "flip_noisy": 50,

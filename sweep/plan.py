@@ -19,7 +19,7 @@ from sweep.probes import PROBES, Probe
 from sweep.store import Store
 from sweep.train import checkpoint_dir, run_record
 
-RUN_TABLES = ("examples", "epochs", "gradients", "runs")
+RUN_TABLES = ("examples", "epochs", "gradients", "runs", "oos_predictions")  # the last: out-of-sample runs only
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
 
 
 def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig) -> list[Task]:
+    """The probe shards of a run. An out-of-sample run (cv_folds) has none: it exists for its predictions."""
+    if cfg.cv_folds:
+        return []
     return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
             for shard in probe.shards(cfg, analysis)]
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-LAYOUT = 2  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1)
+LAYOUT = 2  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1, no
+# aum / forgetting_events / cv columns)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ RUN_COLUMNS = (
     Column("noise_seed", INT, "", "seed of the label-noise draw (which examples, which wrong labels)"),
     Column("p_gen", FLOAT, ACC, "example-tied dropout: fraction of generalization channels"),
     Column("p_mem", FLOAT, ACC, "example-tied dropout: fraction of memorization channels each example keeps"),
+    Column("cv_folds", INT, "folds", "0: an ordinary run; K >= 2: an out-of-sample run for confident learning, "
+           "trained without one of K folds (its rows are left out of the paper's figures)"),
+    Column("cv_fold", INT, "", "the fold (0..cv_folds-1) such a run held out and predicts; 0 for ordinary runs"),
     Column("config_id", STR, "", "the run without its seeds: runs sharing it are seeds of one experiment"),
 )
 
@@ -195,6 +199,17 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     ), "In which layers sit the units removed to flip mislabeled examples?",
         'fu = pd.read_parquet("results/flip_units")\n'
         'fu.groupby(["arch", "is_noisy"])["layer_name"].value_counts(normalize=True)'),
+    Table("oos_predictions", "held-out example of an out-of-sample run (cv_folds = K >= 2)", ("example_id",), (
+        Column("of_run_id", STR, "", "the ordinary run (same config and seed, cv_folds 0) these predictions are "
+               "for; its K fold runs predict each of its training examples exactly once"),
+        EXAMPLE_ID,
+        Column("label", INT, "class", "the training (noisy) label"),
+        IS_NOISY,
+        Column("probs", pa.list_(FLOAT), "probability", "softmax of the fold model's eval-mode logits, one entry "
+               "per class: out-of-sample, since the model never trained on this example"),
+    ), "How confident are out-of-sample models in the training label of mislabeled examples?",
+        'oos = pd.read_parquet("results/oos_predictions")\n'
+        'oos.assign(p_label=[p[y] for p, y in zip(oos.probs, oos.label)]).groupby("is_noisy")["p_label"].mean()'),
     Table("dropout", "run x evaluation mode", ("mode",), (
         Column("mode", STR, "", "example-tied runs: `tied` (each training example with its own mask; test as "
                "`all`), `all` (memorization channels x p_mem), `drop` (memorization channels zeroed, the paper's "
@@ -255,7 +270,7 @@ def _type_name(column: Column) -> str:
     if column.nullable_int:
         return "Int64 (nullable)"
     if isinstance(column.type, pa.ListType):
-        return "list of struct"
+        return "list of struct" if pa.types.is_struct(column.type.value_type) else "list of float64"
     return {"string": "string", "int64": "int64", "double": "float64", "bool": "bool"}[str(column.type)]
 
 

@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,9 +31,10 @@ import torch.nn.functional as F
 
 from sweep import lock, records
 from sweep.config import RunConfig
-from sweep.data import Dataset, load_dataset
+from sweep.data import Dataset, Split, load_dataset
 from sweep.dynamics import Dynamics, margins
 from sweep.errors import DamagedFile, UserError
+from sweep.folds import fold_split
 from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
@@ -46,19 +47,36 @@ from sweep.store import FileEntry, Store, with_run_columns
 
 @dataclass
 class Prepared:
-    """A run's data on its device, with the noisy labels it trains on and the truth kept beside them."""
+    """A run's data on its device, with the noisy labels it trains on and the truth kept beside them.
+
+    `example_ids` are the dataset ids of the training rows (all of them, in order, for an ordinary run). An
+    out-of-sample run trains on the rows outside its fold and keeps the fold aside (`held_out`)."""
 
     data: Dataset
     labels: torch.Tensor
     original: torch.Tensor
     is_noisy: torch.Tensor
+    example_ids: torch.Tensor
+    held_out: Prepared | None = None
 
 
 def prepare(cfg: RunConfig, device: torch.device, data_dir: str = "data", download: bool = False,
             data: Dataset | None = None) -> Prepared:
     data = (data or load_dataset(cfg.dataset, data_dir, download)).to(device)
     noisy, mask = add_label_noise(data.train.y.cpu(), cfg.noise, cfg.noise_seed, data.num_classes, cfg.dataset)
-    return Prepared(data, noisy.to(device), data.train.y, mask.to(device))
+    whole = Prepared(data, noisy.to(device), data.train.y, mask.to(device), torch.arange(len(noisy), device=device))
+    if not cfg.cv_folds:
+        return whole
+    train_ids, held_ids = (ids.to(device) for ids in fold_split(len(noisy), cfg.cv_folds, cfg.cv_fold,
+                                                                cfg.noise_seed))
+    return replace(_rows(whole, train_ids), held_out=_rows(whole, held_ids))
+
+
+def _rows(prep: Prepared, ids: torch.Tensor) -> Prepared:
+    """The same run's data restricted to training rows `ids` (the noise is drawn before, on the whole set)."""
+    train = Split(prep.data.train.x[ids], prep.data.train.y[ids])
+    return Prepared(replace(prep.data, train=train), prep.labels[ids], prep.original[ids], prep.is_noisy[ids],
+                    prep.example_ids[ids])
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -230,12 +248,29 @@ class Trainer:
         prep = self.prep
         first = self.first_learned.cpu().numpy()
         return pd.DataFrame({
-            "example_id": np.arange(len(prep.labels)), "label": prep.labels.cpu().numpy(),
+            "example_id": prep.example_ids.cpu().numpy(), "label": prep.labels.cpu().numpy(),
             "original_label": prep.original.cpu().numpy(), "is_noisy": prep.is_noisy.cpu().numpy(),
             "final_loss": self.last_loss.float().cpu().numpy(),
             # -1 (never learned) is the trainer's own marker; the table says it with a null
             "first_learned_epoch": pd.array(np.where(first >= 0, first, None), dtype="Int64"),
             "aum": self.dynamics.aum().cpu().numpy(), "forgetting_events": self.dynamics.forgetting.cpu().numpy()})
+
+
+    @torch.no_grad()
+    def held_out_frame(self, batch: int = 2048) -> pd.DataFrame:
+        """An out-of-sample run's predictions for the fold it never saw: per held-out example its training
+        (noisy) label and the final model's softmax, eval mode: the input confident learning needs."""
+        held, model = self.prep.held_out, self.model.eval()
+        probs = []
+        for s in range(0, len(held.labels), batch):
+            with self._autocast():
+                logits = model(self._inputs(held.data.train.x[s:s + batch])).float()
+            probs.append(torch.softmax(logits, 1).double().cpu())
+        probs = torch.cat(probs).numpy() if probs else np.zeros((0, self.prep.data.num_classes))
+        return pd.DataFrame({
+            "of_run_id": replace(self.cfg, cv_folds=0, cv_fold=0).run_id,
+            "example_id": held.example_ids.cpu().numpy(), "label": held.labels.cpu().numpy(),
+            "is_noisy": held.is_noisy.cpu().numpy(), "probs": list(probs)})
 
 
 def train_in_memory(cfg: RunConfig, device: str | torch.device = "cpu", data: Dataset | None = None) -> RunData:
@@ -346,8 +381,11 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
         write_progress(store, cfg, row)
         if on_epoch is not None:
             on_epoch(row)
-    for table, frame in (("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
-                         ("gradients", pd.DataFrame(grad_rows))):
+    tables = [("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
+              ("gradients", pd.DataFrame(grad_rows))]
+    if cfg.cv_folds:
+        tables.append(("oos_predictions", trainer.held_out_frame()))
+    for table, frame in tables:
         files[store.table_file(table, cfg.run_id)] = store.write_table(table, cfg.run_id, with_run_columns(frame, cfg))
     run_row = {"n_train": len(prep.labels), "n_test": len(prep.data.test.y),
                "n_noisy": int(prep.is_noisy.sum()), "status": "complete",

@@ -12,6 +12,8 @@ from sweep.store import with_run_columns
 
 
 def _value(column_type: pa.DataType, i: int, rng: np.random.Generator) -> object:
+    if pa.types.is_list(column_type) and not pa.types.is_struct(column_type.value_type):  # class probabilities
+        return list(rng.dirichlet(np.ones(10)))
     if pa.types.is_list(column_type):  # flip units: lengths 0, 1, 2, ... so empty lists are always among them
         return [{"layer": k % 3, "layer_name": f"g{k % 3}", "module": f"m{k % 3}", "unit": int(rng.integers(64))}
                 for k in range(i % 4)]

@@ -74,8 +74,8 @@ def smoke(cluster, tmp_path_factory):
 def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     results, proc, elapsed = smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "runs 4/4" in proc.stdout and "read_parquet" in proc.stdout
-    assert "4 of 4 runs and 13 of 13 analysis tasks finished" in proc.stdout
+    assert "runs 6/6" in proc.stdout and "read_parquet" in proc.stdout
+    assert "6 of 6 runs and 13 of 13 analysis tasks finished" in proc.stdout
     check_complete(results)
     from sweep.schemas import catalogue
 
@@ -333,7 +333,7 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert failed == [f"FAILED training {broken}: KeyError: 'model'"]
     assert "worker logs (tracebacks): " in proc.stderr
-    assert "error: the sweep is not complete (3 of 4 runs" in proc.stderr
+    assert "error: the sweep is not complete (5 of 6 runs" in proc.stderr
     assert not (results / "report").exists()
     trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()
     assert len(trial_results) == 1 and '"error"' in trial_results[0]  # tried once, not retried

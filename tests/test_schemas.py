@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -40,6 +41,8 @@ def test_every_table_reads_back_whole_with_its_edge_cases(tmp_path, table):
     for column in TABLES[table].columns:
         if column.nullable_int:
             assert str(back[column.name].dtype) == "Int64" and back[column.name].isna().sum() == 2
+    if table == "oos_predictions":
+        np.testing.assert_allclose(np.stack(back["probs"].to_numpy()), np.stack(expected["probs"].to_numpy()))
     if table == "flips":
         assert [len(u) for u in back["units"]] == [len(u) for u in expected["units"]]
         assert back["units"].iloc[2][0] == expected["units"].iloc[2][0]

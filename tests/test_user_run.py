@@ -170,7 +170,7 @@ def test_progress_is_one_line_redrawn_in_place_on_a_terminal(fresh):
     assert len(status) >= 5, out[-3000:]  # redrawn many times ...
     lines_with_status = [line for line in out.split("\n") if " elapsed, " in line]  # (splitlines cuts at \r)
     assert len(lines_with_status) <= 2, lines_with_status  # ... on one line (the last one is left on screen)
-    assert "nan" not in out and "ETA " in out and "runs 4/4" in out
+    assert "nan" not in out and "ETA " in out and "runs 6/6" in out
     assert "analyses 13/13" in out
 
 
@@ -209,7 +209,7 @@ def test_ctrl_c_and_sigterm_stop_honestly_and_the_rerun_completes_the_same_rows(
         name = signal.Signals(signum).name
         assert last.startswith(f"interrupted by {name}: ") and "rerun the same command to resume" in last, output
         finished = len(list((results / "runs").glob("*.parquet")))
-        assert f"{finished} of 4 runs" in last
+        assert f"{finished} of 6 runs" in last
         assert not (results / "report").exists()
         deadline = time.monotonic() + 30
         while ray_cluster.cluster_pids(str(ray_tmp)) and time.monotonic() < deadline:
