@@ -135,6 +135,9 @@ class AnalysisConfig:
     # targets per flip task: larger chunks share more population passes (digits, 1140 targets: 54 s in chunks
     # of 250, 48 s in one); 500 keeps four tasks per run for retries and spreading over a cluster
     flip_chunk: int = 500
+    # which epoch checkpoints a training keeps: "probes" = those the grid's analyses read (epoch 0, the rewind
+    # epochs, the last; a quarter of "all" for the paper's 50 epochs), "all" = every epoch (for your own analyses)
+    keep_checkpoints: str = "probes"
 
     def validate(self) -> AnalysisConfig:
         """Refuse settings of the wrong type or that would make a probe meaningless (counts or caps below 1,
@@ -153,6 +156,8 @@ class AnalysisConfig:
             _positive_int("flip_eval_size", self.flip_eval_size)
         if not (self.retrain_lr > 0 and math.isfinite(self.retrain_lr)):
             raise UserError(f"retrain_lr must be positive, got {self.retrain_lr!r}")
+        if self.keep_checkpoints not in ("probes", "all"):
+            raise UserError(f"keep_checkpoints must be \"probes\" or \"all\", got {self.keep_checkpoints!r}")
         return self
 
     @classmethod
@@ -190,6 +195,7 @@ _ANALYSIS_KINDS = {
     "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",
     "retrain_patience": "int", "flip_clean": "int", "flip_noisy": "int", "flip_cap": "int", "flip_population": "int",
     "flip_noise_copies": "int", "flip_noise_scale": "float", "flip_eval_size": "int_or_all", "flip_chunk": "int",
+    "keep_checkpoints": "str",
 }
 
 

@@ -13,6 +13,7 @@ what the results folder holds; nothing finished is lost, since every file is wri
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ from sweep.plan import (
     Tally,
     Task,
     check_results_match,
+    checkpoint_epochs,
     make_plan,
     repair,
     selected_probes,
@@ -107,6 +109,7 @@ def _train_trial(config: dict) -> None:
     does not retry it; its traceback goes to the worker's log.
     """
     cfg, opts = RunConfig(**config["run"]), Options(**config["options"])
+    keep = config["keep"][cfg.run_id]
     store = Store(opts.results)
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -115,7 +118,7 @@ def _train_trial(config: dict) -> None:
 
     try:
         execute_run(cfg, store, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
-                    on_epoch=report, ray_node_id=node_id)
+                    on_epoch=report, ray_node_id=node_id, keep=None if keep is None else set(keep))
     except TRANSIENT:
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
@@ -477,7 +480,8 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
     run_id = lambda trial: RunConfig(**trial.config["run"]).run_id  # noqa: E731
     tuner = tune.Tuner(
         trainable,
-        param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": asdict(opts)},
+        param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": asdict(opts),
+                     "keep": {c.run_id: checkpoint_epochs(c, grid.analysis) for c in pending}},
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
                                     trial_name_creator=run_id, trial_dirname_creator=run_id),
         run_config=tune.RunConfig(
@@ -486,6 +490,13 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
             callbacks=[_TuneHooks(driver)]),
     )
     tuner.fit()
+
+
+@functools.cache
+def _n_params(arch: str, dataset: str, width: float, variant: str) -> int:
+    """Parameters of a run's model (built once per kind: a grid repeats them over seeds and noise rates)."""
+    cfg = RunConfig(dataset=dataset, arch=arch, width=width, variant=variant)
+    return sum(p.numel() for p in build_model_for(cfg).parameters())
 
 
 def describe(grid: Grid, opts: Options) -> list[str]:
@@ -498,8 +509,10 @@ def describe(grid: Grid, opts: Options) -> list[str]:
     pending = {cfg.run_id for cfg in plan.pending}
     lines, total_bytes = plan.damage_lines(), 0
     for cfg in grid.runs:
-        n_params = sum(p.numel() for p in build_model_for(cfg).parameters())
-        ckpt = n_params * 4 * (cfg.epochs + 1) + n_params * 4 * 3
+        n_params = _n_params(cfg.arch, cfg.dataset, cfg.width, cfg.variant)
+        kept = checkpoint_epochs(cfg, grid.analysis)
+        n_kept = cfg.epochs + 1 if kept is None else len(kept)
+        ckpt = n_params * 4 * n_kept + n_params * 4 * 3  # the kept epochs, and the resume state
         total_bytes += ckpt
         todo = [t for t in plan.todo if t.cfg == cfg]
         state = "to train" if cfg.run_id in pending else "done"
@@ -509,7 +522,8 @@ def describe(grid: Grid, opts: Options) -> list[str]:
         lines.append(f"{cfg.run_id}  [{state}]  {fields}  params={n_params:,}  ckpt={ckpt / 2**20:.1f} MiB"
                      f"  tasks: {per_probe or 'none left'}")
     lines.append(f"{len(grid.runs)} runs, {len(plan.todo)} probe tasks to run; checkpoints need about "
-                 f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node)")
+                 f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node; "
+                 f"keep_checkpoints = {grid.analysis.keep_checkpoints!r})")
     return lines
 
 

@@ -17,7 +17,7 @@ from sweep.errors import UserError
 from sweep.grids import Grid
 from sweep.probes import PROBES, Probe
 from sweep.store import Store
-from sweep.train import checkpoint_dir, run_record
+from sweep.train import checkpoint_dir, record_epochs, run_record
 
 RUN_TABLES = ("examples", "epochs", "gradients", "runs", "oos_predictions")  # the last: out-of-sample runs only
 
@@ -49,6 +49,37 @@ def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig
         return []
     return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
             for shard in probe.shards(cfg, analysis)]
+
+
+def checkpoint_epochs(cfg: RunConfig, analysis: AnalysisConfig) -> list[int] | None:
+    """The epochs whose weights a training of `cfg` keeps: those every registered analysis that applies to it
+    reads (all of them, whatever --only says today, so a later sweep still finds them) and the last; None for
+    keep_checkpoints = "all"."""
+    if analysis.keep_checkpoints == "all":
+        return None
+    epochs = {cfg.epochs}
+    for task in tasks_for(cfg, PROBES, analysis):
+        epochs.update(PROBES[task.probe].reads(cfg, analysis))
+    return sorted(epochs)
+
+
+def missing_epochs(store: Store, grid: Grid, probes: dict[str, Probe], plan: Plan) -> None:
+    """Refuse (UserError) a sweep whose analyses would read an epoch that a finished run did not keep (say,
+    after adding a rewind epoch to a grid trained with keep_checkpoints = "probes"): training it again
+    silently would throw away a finished run, and probing without the epoch would give other rows."""
+    pending = {c.run_id for c in plan.pending}
+    for cfg in grid.runs:
+        if cfg.run_id in pending:
+            continue
+        needed = {e for t in tasks_for(cfg, probes, grid.analysis) for e in probes[t.probe].reads(cfg, grid.analysis)}
+        record = records.read(store, records.run_record_path(cfg.run_id))
+        kept = set(record_epochs(record)) if record is not None else needed
+        if needed - kept:
+            raise UserError(
+                f"run {cfg.run_id} kept no checkpoint for epoch(s) {', '.join(map(str, sorted(needed - kept)))}, "
+                f"which grid {grid.name!r}'s analyses read (it kept epochs {', '.join(map(str, sorted(kept)))}); "
+                f"delete {store.uri}/{records.run_record_path(cfg.run_id)} to train it again, or choose analysis "
+                "settings within the epochs it kept")
 
 
 def probe_settings(probe: Probe, analysis: AnalysisConfig) -> dict[str, object]:
@@ -207,3 +238,4 @@ def check_results_match(store: Store, grid: Grid, probes: dict[str, Probe], plan
     if plan.conflicts:
         raise UserError(f"{len(plan.conflicts)} analysis result(s) under {store.uri} were made with other "
                         f"settings than grid {grid.name!r} uses (first: {plan.conflicts[0]}); {ways_out}")
+    missing_epochs(store, grid, probes, plan)

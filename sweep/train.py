@@ -21,7 +21,7 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -288,7 +288,11 @@ def train_in_memory(cfg: RunConfig, device: str | torch.device = "cpu", data: Da
 # Persistence: checkpoints every epoch, resumable, tables at the end ---------------------------------------
 
 def checkpoint_dir(cfg: RunConfig) -> str:
-    return f"checkpoints/{cfg.run_id}"
+    return checkpoint_dir_of(cfg.run_id)
+
+
+def checkpoint_dir_of(run_id: str) -> str:
+    return f"checkpoints/{run_id}"
 
 
 def run_record(store: Store, cfg: RunConfig, checksums: bool = False) -> tuple[Record | None, str | None]:
@@ -322,7 +326,7 @@ def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
               file=sys.stderr)
         return None
     files = {k: FileEntry(*v) for k, v in state.get("files", {}).items()}
-    problem = records.problem(store, Record(cfg.run_id, {}, files)) if files else "it lists no checkpoint files"
+    problem = records.problem(store, Record(cfg.run_id, {}, files)) if "files" in state else "it lists no files"
     if problem:
         print(f"run {cfg.run_id}: the saved state cannot be resumed ({problem}); training it from the start",
               file=sys.stderr)
@@ -344,14 +348,15 @@ def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
 
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                ray_node_id: str | None = None) -> dict[str, object]:
+                ray_node_id: str | None = None, keep: Collection[int] | None = None) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
-    Each epoch saves the weights (epoch_XXX.pt, for the probes) and then the resume state (state.pt), both
-    atomically; the state lists every checkpoint written so far with its size and checksum. A restart continues
-    after the last epoch whose state was saved, and its rows come back from that state, so no epoch is lost or
-    recorded twice. Batch order depends on (seed, epoch) only, so a resumed run follows the same path as an
-    uninterrupted one. The done-record is written last, listing every checkpoint and table file.
+    Each epoch saves the weights (epoch_XXX.pt, for the probes; with `keep`, only for those epochs and the
+    last: the grid's keep_checkpoints = "probes") and then the resume state (state.pt), both atomically; the
+    state lists every checkpoint written so far with its size and checksum. A restart continues after the last
+    epoch whose state was saved, and its rows come back from that state, so no epoch is lost or recorded twice.
+    Batch order depends on (seed, epoch) only, so a resumed run follows the same path as an uninterrupted one.
+    The done-record is written last, listing every checkpoint and table file.
     """
     start = time.perf_counter()
     prep = prepare(cfg, device, data_dir, download)
@@ -366,14 +371,15 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
         trainer.load_state_dict(state["trainer"])
         epoch_rows, grad_rows, seconds = state["epoch_rows"], state["grad_rows"], float(state["seconds"])
         files = {k: FileEntry(*v) for k, v in state["files"].items()}
-    else:
+    elif keep is None or 0 in keep:
         files[f"{ckdir}/epoch_000.pt"] = store.save_torch(f"{ckdir}/epoch_000.pt", trainer.weights())
     while trainer.epoch < cfg.epochs:
         row, grads = trainer.train_epoch()
         epoch_rows.append(row)
         grad_rows.extend(grads)
-        rel = f"{ckdir}/epoch_{trainer.epoch:03d}.pt"
-        files[rel] = store.save_torch(rel, trainer.weights())
+        if keep is None or trainer.epoch in keep or trainer.epoch == cfg.epochs:
+            rel = f"{ckdir}/epoch_{trainer.epoch:03d}.pt"
+            files[rel] = store.save_torch(rel, trainer.weights())
         seconds_now = seconds + time.perf_counter() - start
         store.save_torch(f"{ckdir}/state.pt", {
             "trainer": trainer.state_dict(), "epoch_rows": epoch_rows, "grad_rows": grad_rows,
@@ -399,6 +405,12 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     return runs.iloc[0].to_dict()
 
 
+def record_epochs(record: Record) -> list[int]:
+    """The epochs whose weights a run's done-record lists (checkpoints/<run_id>/epoch_XXX.pt)."""
+    prefix = f"{checkpoint_dir_of(record.unit)}/epoch_"
+    return sorted(int(rel[len(prefix):].split(".")[0]) for rel in record.files if rel.startswith(prefix))
+
+
 def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str = "data",
              download: bool = False) -> RunData:
     """A finished run as probes see it: data on `device`, checkpoints read lazily from the store and checked
@@ -412,7 +424,7 @@ def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str =
         raise DamagedFile(records.run_record_path(cfg.run_id), f"run {cfg.run_id} has no done-record")
     prep = prepare(cfg, device, data_dir, download)
     ckdir = checkpoint_dir(cfg)
-    epochs = sorted(int(rel[-6:-3]) for rel in record.files if rel.startswith(f"{ckdir}/epoch_"))
+    epochs = record_epochs(record)
 
     def load_state(epoch: int) -> dict[str, torch.Tensor]:
         rel = f"{ckdir}/epoch_{epoch:03d}.pt"

@@ -53,10 +53,19 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
         assert sorted(epochs["epoch"]) == list(range(1, cfg.epochs + 1))
         grads = tables["gradients"].query("run_id == @cfg.run_id")
         assert len(grads) == cfg.epochs * grads["layer"].nunique() and grads["layer"].nunique() >= 2
-    standard = [c for c in grid.runs if c.variant == "standard"]
+    standard = [c for c in grid.runs if c.variant == "standard" and not c.cv_folds]
     for table in ("rewinding", "retraining", "flips"):
         assert set(tables[table]["run_id"]) == {c.run_id for c in standard}, table
     assert set(tables["dropout"]["run_id"]) == {c.run_id for c in grid.runs if c.variant != "standard"}
+    folds = {c.run_id for c in grid.runs if c.cv_folds}  # the out-of-sample runs predict every example once
+    oos = tables["oos_predictions"]
+    assert set(oos["run_id"]) == folds and set(oos["of_run_id"]) == {standard[0].run_id}
+    assert sorted(oos["example_id"]) == sorted(tables["examples"].query("run_id == @standard[0].run_id")["example_id"])
+    # keep_checkpoints = "probes": epoch 0, the rewind epochs and the last for the standard run; the last otherwise
+    for cfg in grid.runs:
+        kept = sorted(p.name for p in (results / "checkpoints" / cfg.run_id).glob("epoch_*.pt"))
+        want = [0, 4, 8, 20] if cfg in standard else [20]
+        assert kept == [f"epoch_{e:03d}.pt" for e in want], (cfg.run_id, kept)
     n_groups = tables["gradients"].query("run_id == @standard[0].run_id")["layer"].nunique()
     assert tables["rewinding"]["layer"].nunique() == n_groups == tables["retraining"]["layer"].nunique()
     return tables
@@ -151,17 +160,17 @@ def test_changed_rewind_or_retrain_settings_are_refused_in_one_line(smoke, tmp_p
 
 
 def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_on_them(cluster, smoke):
-    """A cut final checkpoint, a deleted middle one, a cut Parquet file of `runs` and of `flips`: each unit is
+    """A cut final checkpoint, a deleted one, a cut Parquet file of `runs` and of `flips`: each unit is
     named once with what is wrong and redone (a run from the start, with its analyses); nothing else is."""
     from sweep.grids import load_grid
 
     results = smoke[0]
-    runs = {c.variant: c.run_id for c in load_grid("smoke").runs}
+    runs = {c.variant: c.run_id for c in load_grid("smoke").runs if not c.cv_folds}
     reference = {t: pd.read_parquet(results / t) for t in ("epochs", "rewinding")}
     final = results / "checkpoints" / runs["standard"] / "epoch_020.pt"
     size = final.stat().st_size
     final.write_bytes(final.read_bytes()[:1000])
-    (results / "checkpoints" / runs["tied"] / "epoch_004.pt").unlink()
+    (results / "checkpoints" / runs["tied"] / "epoch_020.pt").unlink()  # the only one a tied run keeps
     (results / "runs" / f"{runs['sparse']}.parquet").write_bytes(b"PAR1")
     untouched = {p: p.stat().st_mtime_ns for p in (results / "checkpoints" / runs["dropout"]).iterdir()}
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
@@ -169,11 +178,11 @@ def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_o
     said = proc.stdout + proc.stderr
     standard = runs["standard"]
     assert f"run {standard}: checkpoints/{standard}/epoch_020.pt has 1000 bytes, recorded {size}" in said
-    assert f"run {runs['tied']}: checkpoints/{runs['tied']}/epoch_004.pt is missing" in said
+    assert f"run {runs['tied']}: checkpoints/{runs['tied']}/epoch_020.pt is missing" in said
     assert f"run {runs['sparse']}: runs/{runs['sparse']}.parquet has 4 bytes" in said
     assert "(this call trained 3 runs and ran 12 analysis tasks)" in proc.stdout
     check_complete(results)
-    assert final.stat().st_size == size and (results / "checkpoints" / runs["tied"] / "epoch_004.pt").exists()
+    assert final.stat().st_size == size and (results / "checkpoints" / runs["tied"] / "epoch_020.pt").exists()
     assert {p: p.stat().st_mtime_ns for p in (results / "checkpoints" / runs["dropout"]).iterdir()} == untouched
     for table, reference_rows in reference.items():  # retrained from the start: the same numbers
         key = KEYS[table]
@@ -349,3 +358,23 @@ def test_joining_a_token_cluster_after_importing_ray_first(cluster):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["42"]
+
+
+def test_the_full_grid_keeps_a_quarter_of_the_checkpoints_of_every_epoch(tmp_path):
+    """`--dry-run` states the storage; keeping only what the analyses read brings `full` under 57 GiB, at most
+    a quarter of keeping every epoch (229 GiB)."""
+    import dataclasses
+    import re
+
+    from sweep.engine import Options, describe
+    from sweep.grids import load_grid
+
+    def gib(grid) -> float:
+        last = describe(grid, Options(results=str(tmp_path / "r")))[-1]
+        return float(re.search(r"need about ([\d.]+) GiB", last).group(1))
+
+    full = load_grid("full")
+    every = dataclasses.replace(full, analysis=dataclasses.replace(full.analysis, keep_checkpoints="all"))
+    kept, all_epochs = gib(full), gib(every)
+    assert kept <= 57 and kept <= all_epochs / 4 and all_epochs > 200, (kept, all_epochs)
+    assert not (tmp_path / "r").exists()

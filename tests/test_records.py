@@ -149,3 +149,28 @@ def test_a_task_is_done_only_for_the_training_it_read_and_while_its_files_match(
     plan = make_plan(trained, GRID, probes)
     assert plan.todo == tasks[:2] and list(plan.damaged_tasks) == [tasks[1]]
     assert plan.tally.tasks_done == len(tasks) - 2
+
+
+def test_keep_checkpoints_keeps_what_the_analyses_read_and_a_grid_needing_more_is_refused(tmp_path):
+    """keep_checkpoints = "probes": a run keeps epoch 0, the rewind epochs and the last (here 0, 2, 4 of 4); a
+    later grid whose rewinding reads epoch 1 is refused in one line naming the epoch, never trained again."""
+    from sweep.plan import checkpoint_epochs
+    from sweep.train import record_epochs
+
+    store = Store(str(tmp_path / "results"))
+    keep = checkpoint_epochs(CFG, ANALYSIS)
+    assert keep == [0, 2, 4] and checkpoint_epochs(CFG, AnalysisConfig(keep_checkpoints="all")) is None
+    execute_run(CFG, store, CPU, keep=set(keep))
+    record, problem = run_record(store, CFG)
+    assert problem is None and record_epochs(record) == [0, 2, 4]
+    assert sorted(p.name for p in (tmp_path / "results" / checkpoint_dir(CFG)).glob("epoch_*")) == [
+        "epoch_000.pt", "epoch_002.pt", "epoch_004.pt"]
+    assert load_run(store, CFG, CPU).epochs == [0, 2, 4]
+    plan = make_plan(store, GRID, selected_probes(None))
+    check_results_match(store, GRID, selected_probes(None), plan)  # the grid it was trained for: fine
+    wider = Grid("tiny", (CFG,), AnalysisConfig(rewind_epochs=(0, 1, 2), retrain_epochs=2))
+    with pytest.raises(UserError, match=r"kept no checkpoint for epoch\(s\) 1, which grid 'tiny'"):
+        check_results_match(store, wider, selected_probes(None), make_plan(store, wider, selected_probes(None)))
+    # analyses that do not read epoch 1 are fine
+    check_results_match(store, wider, selected_probes(("flip",)), make_plan(store, wider, selected_probes(("flip",))))
+    assert run_is_complete(store, CFG)  # nothing was withdrawn

@@ -266,7 +266,7 @@ def test_a_second_driver_is_refused_and_a_killed_one_leaves_nothing_running(tmp_
     first = subprocess.Popen([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(results.glob("checkpoints/*/epoch_003.pt")):
+    while time.monotonic() < deadline and not list(results.glob("checkpoints/*/epoch_004.pt")):
         time.sleep(0.1)
     second = subprocess.run([sys.executable, SCRIPT, "--grid", "smoke"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)

@@ -7,7 +7,7 @@ an analysis is one `register_probe` call in the probe's own module plus its impo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -76,6 +76,8 @@ class Probe:
     # the AnalysisConfig fields its rows depend on: signed into each shard's done-record, so results made under
     # other values are refused instead of kept beside new ones (sweep.plan.check_results_match)
     settings: tuple[str, ...] = ()
+    # the epochs whose weights it loads (the final one unless it says more): what a training must keep
+    reads: Callable[[RunConfig, AnalysisConfig], Iterable[int]] = lambda cfg, analysis: (cfg.epochs,)
 
 
 PROBES: dict[str, Probe] = {}

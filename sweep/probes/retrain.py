@@ -124,4 +124,5 @@ def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.Dat
 
 PROBE = register_probe(Probe(name="retrain", tables=("retraining",), shards=group_shards, run=_run,
                              applies=lambda cfg: cfg.variant == "standard",
-                             settings=("retrain_epochs", "retrain_lr", "retrain_patience")))
+                             settings=("retrain_epochs", "retrain_lr", "retrain_patience"),
+                             reads=lambda cfg, analysis: (0, cfg.epochs)))

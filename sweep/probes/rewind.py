@@ -109,4 +109,5 @@ def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.Dat
 
 PROBE = register_probe(Probe(name="rewind", tables=("rewinding",), shards=group_shards, run=_run,
                              applies=lambda cfg: cfg.variant == "standard",
-                             settings=("rewind_epochs", "rewind_buffers")))
+                             settings=("rewind_epochs", "rewind_buffers"),
+                             reads=lambda cfg, a: (cfg.epochs, *(e for e in a.rewind_epochs if e <= cfg.epochs))))
