@@ -3,6 +3,10 @@
 The engine writes one file per run (and per probe shard) under <results>/<table>/, each written whole and
 renamed into place. A sweep that is still running or was interrupted has some tables missing or half of
 their files; analyses must work on whatever is there, so a missing table reads as None, not an error.
+
+Out-of-sample ("fold") runs (`cv_folds` > 0) are extra trainings whose only purpose is the `oos_predictions`
+table (confident learning, analyses.confident). `Results.table` leaves their rows out of every other table but
+`runs`, so no paper figure or table pools them with the ordinary runs; `Results.raw` keeps everything.
 """
 
 from __future__ import annotations
@@ -23,7 +27,26 @@ TABLES = (
     "flip_units",
     "dropout",
     "dropout_examples",
+    "oos_predictions",
 )
+# Tables whose fold-run rows `Results.table` keeps: the runs (the overview counts them) and their predictions.
+WITH_FOLD_RUNS = ("runs", "oos_predictions")
+
+
+def is_fold_run(df: pd.DataFrame) -> pd.Series:
+    """True on the rows of out-of-sample fold runs (cv_folds > 0); all False for results written before the
+    cv columns existed."""
+    if "cv_folds" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return pd.to_numeric(df["cv_folds"], errors="coerce").fillna(0).astype(float) > 0
+
+
+def ordinary(df: pd.DataFrame | None) -> pd.DataFrame | None:
+    """`df` without the rows of out-of-sample fold runs (unchanged when it has none or no cv columns)."""
+    if df is None:
+        return None
+    folds = is_fold_run(df)
+    return df if not folds.any() else df[~folds].reset_index(drop=True)
 
 
 def table_files(results: str | Path, table: str) -> list[Path]:
@@ -81,15 +104,29 @@ class Results:
     root: Path
     problems: list[str] = field(default_factory=list)
     _cache: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
+    _kept: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
 
-    def table(self, name: str) -> pd.DataFrame | None:
-        """The table, or None if missing; an empty table is returned as an empty DataFrame."""
+    def raw(self, name: str) -> pd.DataFrame | None:
+        """The table as written, fold runs' rows included; None if missing."""
         if name not in self._cache:
             self._cache[name] = load_table(self.root, name, self.problems)
         return self._cache[name]
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """The table, or None if missing; an empty table is returned as an empty DataFrame. Rows of
+        out-of-sample fold runs (cv_folds > 0) are left out, except in `runs` and `oos_predictions`."""
+        if name not in self._kept:
+            df = self.raw(name)
+            self._kept[name] = df if name in WITH_FOLD_RUNS else ordinary(df)
+        return self._kept[name]
+
+    def fold_runs(self) -> int:
+        """How many runs of the runs table are out-of-sample fold runs."""
+        runs = self.raw("runs")
+        return 0 if runs is None else int(runs.loc[is_fold_run(runs), "run_id"].nunique())
 
     def available(self, name: str) -> bool:
         """True when the table has at least one row."""
@@ -97,10 +134,11 @@ class Results:
         return df is not None and len(df) > 0
 
     def status(self) -> pd.DataFrame:
-        """Per table: number of files and rows, or that it is missing/empty, for the report's overview."""
+        """Per table: number of files and rows (fold runs' rows included), or that it is missing/empty, for the
+        report's overview."""
         rows = []
         for name in TABLES:
-            df = self.table(name)
+            df = self.raw(name)
             files = len(table_files(self.root, name))
             if df is None:
                 state = "missing"

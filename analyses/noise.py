@@ -8,7 +8,8 @@ only series with two or more noise rates are drawn. Per run, then across seeds a
 - units removed to flip a flipped example (flips): the run's median, noisy and clean targets;
 - best single-layer rewind (rewinding): the lowest noisy-train accuracy over layers x rewind epochs, beside
   the final model's noisy-train accuracy on the same examples;
-- mislabel detection AUROC per signal (examples, flips, dropout_examples; see analyses.detection).
+- mislabel detection AUROC per signal (examples, flips, dropout_examples, oos_predictions; see
+  analyses.detection), on all training examples where the signal scores them, else on the flip subset.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyses.detection import SIGNALS, detection_per_run
+from analyses.detection import SIGNALS, detection_per_run, headline
 from analyses.plotting import (
     PERCENT,
     Output,
@@ -31,7 +32,8 @@ from analyses.plotting import (
 from analyses.stats import across_seeds, group_columns
 
 # (panel title, y label, scale, [(value column, line label, colour)])
-SIGNAL_COLOURS = ("tab:olive", "tab:pink", "tab:brown", "tab:gray", "tab:blue", "tab:red")  # one per SIGNALS entry
+SIGNAL_COLOURS = ("tab:olive", "tab:pink", "tab:brown", "tab:gray", "tab:blue", "tab:red", "tab:green",
+                  "tab:purple")  # one per SIGNALS entry
 PANELS = (
     ("end of training", "accuracy (%)", PERCENT, [
         ("final_noisy_acc", "noisy train vs noisy label (memorized)", "tab:red"),
@@ -65,6 +67,8 @@ def per_run(
     rewinding: pd.DataFrame | None = None,
     examples: pd.DataFrame | None = None,
     dropout_examples: pd.DataFrame | None = None,
+    oos_predictions: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per run: its configuration columns and every quantity of `VALUES` the tables give (NaN else)."""
     tables = [t for t in (epochs, flips, rewinding, examples, dropout_examples) if t is not None and len(t)]
@@ -87,7 +91,7 @@ def per_run(
         out = out.join(best)
         if "noisy_acc_base" in rewinding.columns:
             out = out.join(rewinding.groupby("run_id")["noisy_acc_base"].mean().rename("final_model_noisy_acc"))
-    scores = detection_per_run(examples, flips, dropout_examples)
+    scores = headline(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs))
     if len(scores):
         auroc = scores.pivot_table(index="run_id", columns="signal", values="auroc", aggfunc="mean")
         out = out.join(auroc.rename(columns=lambda s: f"{s}_auroc"))
@@ -102,22 +106,24 @@ def noise_figure(
     rewinding: pd.DataFrame | None = None,
     examples: pd.DataFrame | None = None,
     dropout_examples: pd.DataFrame | None = None,
+    oos_predictions: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> Output:
     """Per series with two or more noise rates, one row of panels (end-of-training accuracy, units to flip,
     best rewind, detection AUROC; those its tables have), one point per noise rate with its across-seed
     95% interval. The table: per series and noise rate, every quantity's mean/lo/hi and n_seeds (only the
     series drawn). No series with two rates: an empty table and no figure."""
-    runs = per_run(epochs, flips, rewinding, examples, dropout_examples)
-    series = series_columns(runs)
-    if len(runs) and "noise" in runs.columns:
+    per = per_run(epochs, flips, rewinding, examples, dropout_examples, oos_predictions, runs)
+    series = series_columns(per)
+    if len(per) and "noise" in per.columns:
         if series:
-            rates = runs.groupby(series, dropna=False)["noise"].transform("nunique").to_numpy()
+            rates = per.groupby(series, dropna=False)["noise"].transform("nunique").to_numpy()
         else:
-            rates = np.full(len(runs), runs["noise"].nunique())
-        runs = runs[rates >= 2]
+            rates = np.full(len(per), per["noise"].nunique())
+        per = per[rates >= 2]
     else:
-        runs = runs.iloc[:0]
-    table = across_seeds(runs, VALUES, keys=["noise"], group=series)
+        per = per.iloc[:0]
+    table = across_seeds(per, VALUES, keys=["noise"], group=series)
     if table.empty:
         return Output(table, None)
     groups = list(configs(table, series))

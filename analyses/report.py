@@ -2,7 +2,10 @@
 
 `python -m analyses.report --results DIR --out DIR/report` (or `write_report`) writes index.html with every
 figure beside it as a PNG (150 dpi, shown in the page) and an SVG (linked under it), and every section's numbers
-as CSV, so the page opens offline from a laptop or a cluster share. Partial results are the normal case while
+as CSV, plus one ranked-suspects CSV per ordinary run (suspects/<run_id>.csv: every training example ranked by
+each detection signal, the true flag beside it), so the page opens offline from a laptop or a cluster share. Rows
+of out-of-sample fold runs (cv_folds > 0) feed only the cleanlab signal and are left out of everything else
+(analyses.load.Results.table). Partial results are the normal case while
 a sweep runs: a missing or empty table, or a section that fails on odd data, turns into a sentence in that
 section instead of stopping the report.
 """
@@ -14,6 +17,7 @@ import html
 import os
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,12 +28,25 @@ from matplotlib.figure import Figure
 
 from analyses import paper
 from analyses.curves import training_curves
-from analyses.detection import SIGNALS, detection, detection_per_run
+from analyses.detection import (
+    ALL_SET,
+    FLIP_SET,
+    SHORT,
+    SIGNALS,
+    SUSPECTS_ORDER,
+    coverage_gaps,
+    evaluate,
+    scores_and_skipped,
+    summarise,
+    suspects,
+    verdicts,
+    write_suspects,
+)
 from analyses.dropout import figure7, forgotten_clean, table1, table3
 from analyses.flips import figure5a, figure5b, figure5c
 from analyses.gradients import figure1, figure2
 from analyses.layers import best_rewind, figure3, figure4, final_retraining
-from analyses.load import Results, table_files
+from analyses.load import Results, is_fold_run, table_files
 from analyses.noise import VALUES, noise_figure
 from analyses.plotting import DPI, save
 from analyses.stats import format_summary, group_columns
@@ -170,6 +187,17 @@ def _overview(results: Results, w: _Writer) -> str:
             _p("Table 'runs' is missing or empty: no finished training run recorded yet.", "missing")
         )
     else:
+        folds = is_fold_run(runs)
+        if folds.any():
+            parts.append(_p(
+                f"{runs.loc[folds, 'run_id'].nunique()} of the {runs['run_id'].nunique()} runs are out-of-sample "
+                "fold runs (cv_folds > 0): extra trainings, each without one fold of the training set, whose only "
+                "output used here is the out-of-sample predictions behind the cleanlab signal (table "
+                "'oos_predictions'). Their rows are left out of every figure and table below, and out of this "
+                "summary; runs_summary.csv lists every run."
+            ))
+        full = runs
+        runs = runs[~folds]
         cols = group_columns(runs)
         summary = (
             runs.groupby(cols, dropna=False)
@@ -184,7 +212,7 @@ def _overview(results: Results, w: _Writer) -> str:
                 lambda s: ", ".join(f"{k}: {v}" for k, v in s.value_counts().items())
             )
             summary = summary.join(status, on=cols)
-        parts.append(w.table(summary, "runs_summary", full=runs.drop(columns=["versions"], errors="ignore")))
+        parts.append(w.table(summary, "runs_summary", full=full.drop(columns=["versions"], errors="ignore")))
     if results.problems:
         parts.append(_p("Files that could not be read (skipped):\n" + "\n".join(results.problems), "error"))
     parts.append('<h3 id="noise">Against the noise rate</h3>')
@@ -200,7 +228,8 @@ def _overview(results: Results, w: _Writer) -> str:
 def _noise(results: Results, w: _Writer) -> str:
     """The key quantities against the noise rate, for every configuration the sweep ran at two or more rates;
     a sentence saying so otherwise."""
-    tables = {n: results.table(n) for n in ("epochs", "flips", "rewinding", "examples", "dropout_examples")}
+    tables = {n: results.table(n) for n in ("epochs", "flips", "rewinding", "examples", "dropout_examples",
+                                            "oos_predictions", "runs")}
     out = noise_figure(**tables)
     runs = results.table("runs")
     if out.figure is None:
@@ -435,34 +464,106 @@ def _figure7(results: Results, w: _Writer, data_dir: str) -> str:
 
 
 def _detection(results: Results, w: _Writer) -> str:
-    tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples")}
+    names = ("examples", "flips", "dropout_examples", "oos_predictions")
+    tables = {n: results.table(n) for n in names}
     absent = [n for n, df in tables.items() if df is None or df.empty]
     if len(absent) == len(tables):
         return _p(
-            "Tables 'examples', 'flips' and 'dropout_examples' are all missing or empty: no signal to score.",
+            "Tables 'examples', 'flips', 'dropout_examples' and 'oos_predictions' are all missing or empty: no "
+            "signal to score.",
             "missing",
         )
-    out = detection(tables["examples"], tables["flips"], tables["dropout_examples"])
-    per_run = detection_per_run(tables["examples"], tables["flips"], tables["dropout_examples"])
-    shown = format_summary(out.table, ["auroc", "precision_at_rate", "chance"], scale=1.0, digits=3)
+    scores, skipped = scores_and_skipped(**tables, runs=results.table("runs"))
+    per_run = evaluate(scores)
+    out = summarise(per_run)
+    metrics = ["auroc", "average_precision", "precision_at_rate", "chance", "flag_precision", "flag_recall"]
+    shown = format_summary(format_summary(out.table, metrics, scale=1.0, digits=3), ["n"], scale=1.0, digits=0)
     parts = [
         _p(
-            "Beyond the paper: how well each signal ranks the mislabeled examples first. AUROC (0.5 = "
-            "chance) and precision among the top round(rate x n) examples, rate = share of noisy examples "
-            "among those scored (the noise rate; about 1/2 for the flip subset). Signals: "
-            + "; ".join(SIGNALS.values())
-            + ".",
+            "Beyond the paper: do the localization signals find the mislabeled examples better than the detectors "
+            "the label-noise literature already uses? Each signal ranks a run's examples by suspicion: "
+            + "; ".join(f"{k}: {v}" for k, v in SIGNALS.items())
+            + ". cleanlab's two signals are confident learning (the cleanlab library, out-of-sample predicted "
+            "probabilities from K fold runs of the same config and seed, each trained without one fold); they exist "
+            "for runs of a grid with cv_folds = K.",
             "caption",
-        )
+        ),
+        _p(
+            f"Every signal of a run is compared on the same examples, in two sets: '{FLIP_SET}' (the examples the "
+            "flip analysis scored, about as many clean as noisy; units to flip exists only there) and "
+            f"'{ALL_SET}' (every training example; the signals that score them all). Quality: AUROC (0.5 = chance), "
+            "average precision and precision among the top round(rate x n) examples (rate = share of noisy "
+            "examples in the set, which is also the chance level of both precisions), each a mean across seeds "
+            "with its 95% interval; for the flags (tied drop, cleanlab flag) also the flag's own precision and "
+            "recall. Read by set: numbers on the flip subset (rate about 1/2) and on all examples (rate = the noise "
+            "rate) are not comparable with each other.",
+            "caption",
+        ),
     ]
-    parts += [_p(f"Table '{n}' missing or empty: its signal is absent.", "missing") for n in absent]
+    for name in absent:
+        if name == "oos_predictions":
+            # a grid's choice (cv_folds is off by default), not something missing from a finished sweep
+            parts.append(_p(
+                "No out-of-sample predictions (table 'oos_predictions'), so no cleanlab signal: a grid block with "
+                "cv_folds = K (K >= 2) trains K fold runs beside each of its standard runs to make them.", "note"))
+        else:
+            parts.append(_p(f"Table '{name}' missing or empty: its signal is absent.", "missing"))
+    if len(skipped):
+        parts += [
+            _p(f"{len(skipped)} run(s) have out-of-sample predictions that do not cover their training examples "
+               "exactly once, so cleanlab does not score them (never from part of the folds):", "missing"),
+            w.table(skipped, "detection_cleanlab_skipped"),
+        ]
+    gaps = coverage_gaps(scores)
+    if len(gaps):
+        parts += [
+            _p("Signals left out of a set because they score only part of its examples (so that every signal of "
+               "a set is measured on the same examples):", "note"),
+            w.table(gaps, "detection_coverage_gaps"),
+        ]
+    said = verdicts(out.table)
+    if said:
+        parts.append("<h3>Which signal wins where</h3><p>Highest mean AUROC per configuration and set:</p><ul>"
+                     + "".join(f"<li>{html.escape(line)}</li>" for line in said) + "</ul>")
     parts += [
-        w.figure(out.figure, "detection", "mislabel detection"),
+        w.figure(out.figure, "detection", "mislabel detection, every signal side by side"),
         w.table(shown, "detection", full=out.table),
-        _p("Per run:"),
+        _p("Per run (n = examples of the set, k = round(rate x n); flagged / flag_precision / flag_recall for "
+           "the flags):"),
         w.table(per_run, "detection_per_run"),
+        _suspects(results, w, scores, per_run),
     ]
     return "".join(parts)
+
+
+def _suspects(results: Results, w: _Writer, scores: pd.DataFrame, per_run: pd.DataFrame) -> str:
+    """Every run's examples ranked by each signal, one CSV per run under suspects/, linked in a list."""
+    frames = suspects(scores, results.table("examples"))
+    if not frames:
+        return ""
+    paths = write_suspects(frames, w.out / "suspects")
+    items = []
+    for run_id, frame in frames.items():
+        by = frame["sorted_by"].iloc[0] if len(frame) else None
+        noisy = frame["is_noisy"].fillna(False).astype(bool)
+        k = int(noisy.sum())
+        top = f"; {int(noisy.iloc[:k].sum())} of its top {k} by {by} are mislabeled" if by and k else ""
+        href = "suspects/" + urllib.parse.quote(paths[run_id].name)
+        items.append(f'<li><a href="{href}">{html.escape(run_id)}</a> ({len(frame)} examples{top})</li>')
+    order = ", then ".join(SHORT[s] for s in SUSPECTS_ORDER[1:4])
+    return (
+        "<h3>Ranked suspects</h3>"
+        + _p(
+            "Per run, every training example with its training label, its original (true) label, is_noisy, and "
+            "for each signal its score (higher = more suspicious) and rank (1 = most suspicious; ties in example "
+            "order; empty where the signal does not score the example, e.g. units to flip outside the flip "
+            f"subset). Rows are sorted by the AUM rank (where a run has no AUM: {order}, ...; the column "
+            "sorted_by says which): AUM is cheap, scores every training example and does not look at the true "
+            "flags, which picking each run's best signal would. Look at the top of a file for the examples "
+            "to check first; is_noisy shows which of them really are mislabeled."
+        )
+        + f"<ul>{''.join(items)}</ul>"
+    )
 
 
 SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [

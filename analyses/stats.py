@@ -29,7 +29,9 @@ EDGE = 1e-3  # how far a value at a bound is moved inside before its logit is ta
 
 def bounds_of(value: str) -> tuple[float, float] | None:
     """The range a summarised column lives in, from its name (None: unbounded, a plain t-interval)."""
-    if value.endswith(("_acc", "_frac", "_auroc")) or value in ("fraction", "auroc", "precision_at_rate", "chance"):
+    if value.endswith(("_acc", "_frac", "_auroc")) or value in (
+        "fraction", "auroc", "precision_at_rate", "chance", "average_precision", "flag_precision", "flag_recall"
+    ):
         return 0.0, 1.0
     if value == "cosine" or value.endswith("_drop"):
         return -1.0, 1.0

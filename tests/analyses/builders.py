@@ -3,6 +3,8 @@
 Every table is written as the engine writes it: <root>/<table>/<run_id>[-<probe>-<shard>].parquet, each row
 carrying run_id and the config columns. Values are random but plausible (noisy examples memorized late,
 fewer units to flip for noisy examples, example-tied drop forgetting them), so the figures look like figures.
+Out-of-sample fold runs (cv_folds = K) share their ordinary run's noisy labels, write runs / examples (the
+examples they trained on) / epochs / gradients, and predict their held-out fold in oos_predictions.
 """
 
 from __future__ import annotations
@@ -41,7 +43,37 @@ def run_config(dataset: str, arch: str, variant: str, noise: float, seed: int, w
 
 def run_id(cfg: dict) -> str:
     suffix = cfg["config_id"][-10:] if "config_id" in cfg else "0123456789"
-    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['variant']}-n{cfg['noise']:g}-s{cfg['seed']}-{suffix}"
+    fold = f"-cv{cfg['cv_fold']}of{cfg['cv_folds']}" if cfg.get("cv_folds") else ""
+    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['variant']}-n{cfg['noise']:g}-s{cfg['seed']}{fold}-{suffix}"
+
+
+def fold_config(cfg: dict, folds: int, fold: int) -> dict:
+    """The config columns of fold run `fold` of `folds` of the ordinary run `cfg` (folds 0: `cfg` itself)."""
+    fields = {k: cfg[k] for k in CONFIG_COLUMNS if k in cfg}
+    return RunConfig(**{**fields, "cv_folds": folds, "cv_fold": fold if folds else 0}).columns()
+
+
+def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
+    """Each example's fold: a seeded permutation dealt round-robin, as sweep/folds.py does."""
+    assignment = np.empty(n, dtype=np.int64)
+    assignment[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return assignment
+
+
+def oos_frame(cfg: dict, folds: int, example_id, label, is_noisy, probs, fold=None) -> pd.DataFrame:
+    """oos_predictions rows of the ordinary run `cfg`, as its `folds` fold runs write them: example i is held out
+    (predicted) by fold `fold[i]` (default i % folds); `probs` is an (n, classes) array."""
+    from sweep.schemas import rows_frame
+
+    example_id = np.asarray(example_id, dtype=np.int64)
+    fold = np.arange(len(example_id)) % folds if fold is None else np.asarray(fold)
+    parts = []
+    for k in sorted(set(fold.tolist())):
+        at = np.flatnonzero(fold == k)
+        rows = [{"of_run_id": run_id(cfg), "example_id": int(example_id[i]), "label": int(label[i]),
+                 "is_noisy": bool(is_noisy[i]), "probs": [float(v) for v in probs[i]]} for i in at]
+        parts.append(with_config(rows_frame("oos_predictions", rows), fold_config(cfg, folds, k)))
+    return pd.concat(parts, ignore_index=True)
 
 
 def with_config(frame: pd.DataFrame, cfg: dict) -> pd.DataFrame:
@@ -55,7 +87,9 @@ def with_config(frame: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 
 def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
     """Write the tables in `tables` for one run."""
-    rng = np.random.default_rng(zlib.crc32(run_id(cfg).encode()))
+    folds = int(cfg.get("cv_folds") or 0)
+    base_cfg = fold_config(cfg, 0, 0) if folds else cfg  # the ordinary run: its noise draw is shared by its folds
+    rng = np.random.default_rng(zlib.crc32(run_id(base_cfg).encode()))
     rid = run_id(cfg)
     groups = RESNET9 if cfg["arch"] == "resnet9" else MLP
     n_noisy = round(cfg["noise"] * N_TRAIN)
@@ -63,13 +97,28 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
     is_noisy[rng.choice(N_TRAIN, n_noisy, replace=False)] = True
     original = rng.integers(0, 10, N_TRAIN)
     label = np.where(is_noisy, (original + rng.integers(1, 10, N_TRAIN)) % 10, original)
+    ids = np.arange(N_TRAIN)
+    if folds:  # a fold run trains without its fold and predicts it
+        assignment = fold_of(N_TRAIN, folds, cfg["noise_seed"])
+        held = ids[assignment == cfg["cv_fold"]]
+        if "oos_predictions" in tables:
+            # an out-of-sample model mostly predicts the true class, now and then another one
+            guess = np.where(rng.uniform(size=len(held)) < 0.1, rng.integers(0, 10, len(held)), original[held])
+            probs = rng.dirichlet(np.full(10, 0.3), len(held)) * 0.3
+            probs[np.arange(len(held)), guess] += 0.7
+            frame = oos_frame(base_cfg, folds, held, label[held], is_noisy[held], probs,
+                              np.full(len(held), cfg["cv_fold"]))
+            write(root, "oos_predictions", rid, frame)
+        keep = assignment != cfg["cv_fold"]
+        ids, is_noisy, original, label = ids[keep], is_noisy[keep], original[keep], label[keep]
+    n_train = len(ids)
     if "runs" in tables:
         runs = pd.DataFrame(
             [
                 {
-                    "n_train": N_TRAIN,
+                    "n_train": n_train,
                     "n_test": 50,
-                    "n_noisy": n_noisy,
+                    "n_noisy": int(is_noisy.sum()),
                     "status": "done",
                     "seconds": 12.5,
                     "device": "cpu",
@@ -82,21 +131,21 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
         )
         write(root, "runs", rid, with_config(runs, cfg))
     if "examples" in tables:
-        loss = np.where(is_noisy, rng.gamma(3.0, 0.5, N_TRAIN), rng.gamma(1.0, 0.3, N_TRAIN))
+        loss = np.where(is_noisy, rng.gamma(3.0, 0.5, n_train), rng.gamma(1.0, 0.3, n_train))
         learned = pd.array(
-            np.where(is_noisy, rng.integers(4, EPOCHS + 1, N_TRAIN), rng.integers(1, 6, N_TRAIN)), dtype="Int64"
+            np.where(is_noisy, rng.integers(4, EPOCHS + 1, n_train), rng.integers(1, 6, n_train)), dtype="Int64"
         )
         learned[np.flatnonzero(is_noisy)[:1]] = pd.NA  # never learned
         examples = pd.DataFrame(
             {
-                "example_id": np.arange(N_TRAIN),
+                "example_id": ids,
                 "label": label,
                 "original_label": original,
                 "is_noisy": is_noisy,
                 "final_loss": loss,
                 "first_learned_epoch": learned,
-                "aum": np.where(is_noisy, rng.normal(-1.0, 1.0, N_TRAIN), rng.normal(2.0, 1.0, N_TRAIN)),
-                "forgetting_events": np.where(is_noisy, rng.integers(0, 4, N_TRAIN), rng.integers(0, 2, N_TRAIN)),
+                "aum": np.where(is_noisy, rng.normal(-1.0, 1.0, n_train), rng.normal(2.0, 1.0, n_train)),
+                "forgetting_events": np.where(is_noisy, rng.integers(0, 4, n_train), rng.integers(0, 2, n_train)),
             }
         )
         write(root, "examples", rid, with_config(examples, cfg))
@@ -244,16 +293,24 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
 
 
 STANDARD = {"runs", "examples", "epochs", "gradients", "rewinding", "retraining", "flips"}
+FOLD = {"runs", "examples", "epochs", "gradients", "oos_predictions"}  # what a fold run writes (no probes)
 TIED = {"runs", "examples", "epochs", "dropout", "dropout_examples"}
 BASELINE = {"runs", "examples", "dropout"}
 
 
+def write_folds(root: Path, cfg: dict, folds: int, tables: set[str] = FOLD, only=None) -> None:
+    """Write the `folds` out-of-sample fold runs of the ordinary run `cfg` (`only`: just those folds)."""
+    for k in range(folds) if only is None else only:
+        write_run(root, fold_config(cfg, folds, k), tables)
+
+
 def make_results(root: Path) -> Path:
-    """A small sweep: ResNet-9/CIFAR-10 at 10% noise (the paper's setting; several seeds) with every
-    variant, and an MLP on digits with one seed (no paper number, no interval), the standard one at 10% and
-    20% noise, the example-tied one at 20%."""
+    """A small sweep: ResNet-9/CIFAR-10 at 10% noise (the paper's setting; several seeds, each with three
+    out-of-sample fold runs for confident learning) with every variant, and an MLP on digits with one seed (no
+    paper number, no interval), the standard one at 10% and 20% noise, the example-tied one at 20%."""
     for seed in (0, 1, 2):
         write_run(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), STANDARD)
+        write_folds(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), 3)
     for seed in (0, 1):
         write_run(root, run_config("cifar10", "resnet9", "tied", 0.1, seed), TIED)
     write_run(root, run_config("cifar10", "resnet9", "dropout", 0.1, 0), BASELINE)

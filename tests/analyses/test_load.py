@@ -70,3 +70,31 @@ def test_the_synthetic_tables_have_the_writers_columns(results_dir):
         assert df is not None, table
         assert sorted(df.columns) == sorted(schema(table).names), table
         to_arrow(table, df)  # every value fits the declared Arrow type
+
+
+def test_fold_runs_are_left_out_of_every_table_but_runs_and_their_predictions(tmp_path):
+    from analyses.curves import training_curves
+    from tests.analyses.builders import STANDARD, run_config, write_folds, write_run
+
+    cfg = run_config("digits", "mlp", "standard", 0.1, 0)
+    write_run(tmp_path, cfg, STANDARD)
+    write_folds(tmp_path, cfg, 3)
+    results = Results(tmp_path)
+    raw = results.raw("epochs")
+    assert raw["run_id"].nunique() == 4 and (raw["cv_folds"] == 3).sum() > 0  # the folds did write epochs
+    for name in ("epochs", "examples", "gradients"):
+        df = results.table(name)
+        assert (df["cv_folds"] == 0).all() and df["run_id"].nunique() == 1, name
+    assert results.table("runs")["run_id"].nunique() == 4 and results.fold_runs() == 3
+    assert results.table("oos_predictions")["cv_fold"].nunique() == 3
+    curves = training_curves(results.table("epochs")).table
+    assert set(curves["config_id"]) == {cfg["config_id"]} and (curves["n_seeds"] == 1).all()
+    status = results.status().set_index("table")
+    assert status.loc["oos_predictions", "state"] == "ok" and status.loc["epochs", "rows"] == len(raw)
+
+
+def test_tables_without_cv_columns_read_whole(tmp_path):
+    """Results written before out-of-sample runs existed have no cv columns: every row is an ordinary run's."""
+    write(tmp_path, "epochs", "old", frame([{"epoch": 1, "clean_acc": 0.5}]).drop(columns=["cv_folds", "cv_fold"]))
+    results = Results(tmp_path)
+    assert len(results.table("epochs")) == 1 and results.fold_runs() == 0

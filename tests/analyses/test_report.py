@@ -146,3 +146,49 @@ def test_analyses_never_import_training_code():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root, env=env
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_detection_section_shows_every_signal_says_who_wins_and_links_the_suspects(report_index):
+    found = sections(report_index.read_text())
+    body = found["detection"]
+    assert "Which signal wins where" in body
+    wins = re.findall(r"<li>([^<]*wins with AUROC[^<]*)</li>", body)
+    # one sentence per configuration and set: 7 configurations on all examples, the 3 standard ones also on the
+    # flip subset
+    assert len(wins) == 7 + 3 and sum("flip subset" in line for line in wins) == 3
+    table = pd.read_csv(report_index.parent / "tables" / "detection.csv")
+    standard = table[(table["dataset"] == "cifar10") & (table["variant"] == "standard")]
+    assert set(standard["signal"]) >= {"units_to_flip", "aum", "forgetting", "cleanlab", "cleanlab_issue"}
+    assert set(standard["set"]) == {"flip subset", "all training examples"}
+    assert table[["auroc_mean", "average_precision_mean", "precision_at_rate_mean"]].stack().between(0, 1).all()
+    links = re.findall(r'href="(suspects/[^"]+\.csv)"', body)
+    runs = pd.read_csv(report_index.parent / "tables" / "runs_summary.csv")
+    assert len(links) == (runs["cv_folds"] == 0).sum()  # one file per ordinary run, none for the fold runs
+    for link in links:
+        suspects = pd.read_csv(report_index.parent / link)
+        assert {"example_id", "label", "original_label", "is_noisy", "sorted_by"} <= set(suspects.columns)
+    assert "sorted by the AUM rank" in body
+    assert "out-of-sample fold runs (cv_folds &gt; 0)" in found["overview"]
+    assert "9 of the 19 runs" in found["overview"]
+
+
+def test_a_run_with_a_missing_fold_is_named_and_not_scored_by_cleanlab(tmp_path):
+    from tests.analyses.builders import STANDARD, write_folds
+
+    cfg = run_config("digits", "mlp", "standard", 0.1, 0)
+    write_run(tmp_path, cfg, STANDARD)
+    write_folds(tmp_path, cfg, 3, only=[0, 2])
+    body = sections(write_report(tmp_path).read_text())["detection"]
+    assert "do not cover their training examples exactly once" in body and "fold 1 of 3 missing" in body
+    per_run = pd.read_csv(tmp_path / "report" / "tables" / "detection_per_run.csv")
+    assert "cleanlab" not in set(per_run["signal"]) and "aum" in set(per_run["signal"])
+
+
+def test_a_grid_without_fold_runs_gets_a_note_not_a_warning(tmp_path):
+    """cv_folds is off by default: no oos_predictions is a grid's choice, so the section says so as a note (a
+    finished smoke sweep's report has no 'missing' paragraph)."""
+    write_run(tmp_path, run_config("digits", "mlp", "standard", 0.1, 0), {"runs", "examples", "flips"})
+    body = sections(write_report(tmp_path).read_text())["detection"]
+    assert '<p class="note">No out-of-sample predictions' in body and "cv_folds = K" in body
+    assert 'class="error"' not in body
+    assert "<img " in body and "Which signal wins where" in body
