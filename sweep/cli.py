@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V[,FIELD=V...]",
                    help="replace FIELD on every run chosen, e.g. --set epochs=5 (seed sets noise_seed too); "
                         "repeatable; the changed runs are validated and get other run ids (default: no change)")
+    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
+                   help="torch.compile each training's model: auto = on CUDA only; a compiler failure falls back to "
+                        "eager with one line on stderr")
     p.add_argument("--verify", action="store_true",
                    help="check the SHA-256 of every finished file against its done-record before skipping work "
                         "(sizes are always checked; checkpoints always when a task reads them)")
@@ -177,7 +180,8 @@ def _sweep(args: argparse.Namespace) -> int:
     # Paths are resolved here, against the directory the command runs in, before anything reaches Ray.
     opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                   max_concurrent=args.max_concurrent, only=only, verify=args.verify).resolved()
+                   max_concurrent=args.max_concurrent, only=only, verify=args.verify,
+                   compile=args.compile).resolved()
     if args.dry_run:
         print("\n".join([*selection, *describe(grid, opts)]))
         return 0

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 import ray
 from ray import tune
 
-from sweep import lock, reaper, records
+from sweep import compiled, lock, reaper, records
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
 from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
@@ -77,6 +77,7 @@ class Options:
     only: tuple[str, ...] | None = None
     max_failures: int = 2
     verify: bool = False  # check every recorded file's SHA-256 before skipping work (sizes are always checked)
+    compile: str = "auto"  # torch.compile for trainings: auto = on CUDA (sweep.compiled)
 
     def resolved(self) -> Options:
         """Local paths made absolute against the driver's working directory, URIs unchanged: trials and tasks
@@ -116,9 +117,10 @@ def _train_trial(config: dict) -> None:
     def report(row: dict[str, float]) -> None:
         tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc")})
 
+    device = pick_device(_device(opts.gpus_per_trial))
     try:
-        execute_run(cfg, store, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
-                    on_epoch=report, ray_node_id=node_id, keep=None if keep is None else set(keep))
+        execute_run(cfg, store, device, opts.data_dir, opts.download, on_epoch=report, ray_node_id=node_id,
+                    keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device))
     except TRANSIENT:
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sweep import lock, records
+from sweep.compiled import MODES, forward_of, wanted
 from sweep.config import RunConfig
 from sweep.data import Dataset, Split, load_dataset
 from sweep.dynamics import Dynamics, margins
@@ -94,7 +95,7 @@ def pick_device(name: str | None) -> torch.device:
 class Trainer:
     """Owns the model, optimizer and per-example records of one run; `train_epoch` advances one epoch."""
 
-    def __init__(self, cfg: RunConfig, prep: Prepared, device: torch.device) -> None:
+    def __init__(self, cfg: RunConfig, prep: Prepared, device: torch.device, compile: bool = False) -> None:
         self.cfg, self.prep, self.device = cfg, prep, device
         self.cuda = device.type == "cuda"
         torch.manual_seed(cfg.seed)
@@ -114,6 +115,7 @@ class Trainer:
         self.first_learned = torch.full((n,), -1, dtype=torch.long, device=device)
         self.last_loss = torch.zeros(n, device=device)
         self.dynamics = Dynamics(n, device)
+        self.forward = forward_of(self.model, compile)  # the model, or it through torch.compile
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
@@ -134,7 +136,7 @@ class Trainer:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=False)
         with self._autocast():
-            logits = self.model(self._inputs(prep.data.train.x[idx]), ids=idx)
+            logits = self.forward(self._inputs(prep.data.train.x[idx]), ids=idx)
         losses = F.cross_entropy(logits.float(), prep.labels[idx], reduction="none")
         noisy = prep.is_noisy[idx].to(losses.dtype)
         l_noisy = (losses * noisy).sum() / len(idx)
@@ -193,7 +195,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, batch: int = 2048) -> dict[str, float]:
         """Eval-mode accuracies; also updates each example's first-learned epoch and last loss."""
-        prep, model = self.prep, self.model.eval()
+        prep, model = self.prep, self.forward
+        self.model.eval()
         train_x, test = prep.data.train.x, prep.data.test
         preds, losses, margin = [], [], []
         for s in range(0, len(train_x), batch):
@@ -260,7 +263,8 @@ class Trainer:
     def held_out_frame(self, batch: int = 2048) -> pd.DataFrame:
         """An out-of-sample run's predictions for the fold it never saw: per held-out example its training
         (noisy) label and the final model's softmax, eval mode: the input confident learning needs."""
-        held, model = self.prep.held_out, self.model.eval()
+        held, model = self.prep.held_out, self.forward
+        self.model.eval()
         probs = []
         for s in range(0, len(held.labels), batch):
             with self._autocast():
@@ -348,7 +352,8 @@ def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
 
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                ray_node_id: str | None = None, keep: Collection[int] | None = None) -> dict[str, object]:
+                ray_node_id: str | None = None, keep: Collection[int] | None = None,
+                compile: bool = False) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
     Each epoch saves the weights (epoch_XXX.pt, for the probes; with `keep`, only for those epochs and the
@@ -360,7 +365,7 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     """
     start = time.perf_counter()
     prep = prepare(cfg, device, data_dir, download)
-    trainer = Trainer(cfg, prep, device)
+    trainer = Trainer(cfg, prep, device, compile=compile)
     ckdir = checkpoint_dir(cfg)
     epoch_rows: list[dict] = []
     grad_rows: list[dict] = []
@@ -455,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=defaults.width,
                         help="channel/width multiplier (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument("--compile", default="auto", choices=MODES,
+                        help="torch.compile the model: auto = on CUDA only (default: %(default)s)")
     parser.add_argument("--data-dir", default="data", help="where dataset files are looked for (default: %(default)s)")
     parser.add_argument("--download", action="store_true", help="download missing dataset files (default: off)")
     parser.add_argument("--results", default="results",
@@ -482,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"  noisy {row['noisy_acc']:.3f}  test {row['test_acc']:.3f}  {row['seconds']:.1f}s", flush=True)
 
         with lock.holding(store):  # the same lock as a sweep's: one writer per results folder
-            row = execute_run(cfg, store, device, args.data_dir, args.download, on_epoch=progress)
+            row = execute_run(cfg, store, device, args.data_dir, args.download, on_epoch=progress,
+                              compile=wanted(args.compile, device))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

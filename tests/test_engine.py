@@ -111,6 +111,28 @@ def python_blocks(text: str, heading: str) -> list[str]:
     return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
 
 
+def test_every_detection_signal_is_scored_on_the_smoke_sweep(smoke):
+    """On the real smoke sweep (digits, MLP, 10% noise; two out-of-sample runs), the detection table has every
+    signal, each on the sets it covers, every AUROC in [0, 1]; area under the margin finds the mislabeled
+    examples (AUROC above 0.8), as does cleanlab from the out-of-sample predictions."""
+    from analyses.detection import SIGNALS, detection_per_run
+    from analyses.load import Results
+
+    results = Results(smoke[0])
+    tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples", "oos_predictions", "runs")}
+    per_run = detection_per_run(**tables)
+    assert set(per_run["signal"]) == set(SIGNALS)
+    assert per_run["auroc"].between(0, 1).all() and per_run["average_precision"].between(0, 1).all()
+    from sweep.grids import load_grid
+
+    standard = next(c.run_id for c in load_grid("smoke").runs if c.variant == "standard" and not c.cv_folds)
+    whole = per_run[(per_run["set"] == "all training examples") & (per_run["run_id"] == standard)]
+    whole = whole.set_index("signal")
+    assert whole.loc["aum", "auroc"] > 0.8 and whole.loc["cleanlab", "auroc"] > 0.8, whole["auroc"]
+    assert whole.loc["aum", "n"] == whole.loc["cleanlab", "n"] == 1437  # every training example, same examples
+    print(whole["auroc"].round(3).to_dict())
+
+
 def test_readme_python_api_and_table_examples_run_on_a_real_sweep(smoke, monkeypatch, capsys):
     """What the README and results/README.md tell a notebook user to type works, as written, next to the smoke
     sweep's `results/` (before the tests below damage it)."""
