@@ -23,16 +23,19 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 import ray
+import torch
 from ray import tune
 
 from sweep import compiled, lock, reaper, records
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
+from sweep.data import Dataset, Split, load_dataset
 from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
 from sweep.models.for_run import build_model_for
@@ -77,6 +80,7 @@ class Options:
     only: tuple[str, ...] | None = None
     max_failures: int = 2
     verify: bool = False  # check every recorded file's SHA-256 before skipping work (sizes are always checked)
+    share_data: bool = True  # each dataset loaded once by the driver, read from each node's object store
     compile: str = "auto"  # torch.compile for trainings: auto = on CUDA (sweep.compiled)
 
     def resolved(self) -> Options:
@@ -102,7 +106,40 @@ def _device(gpus: float) -> str:
     return "cuda" if gpus > 0 else "cpu"
 
 
-def _train_trial(config: dict) -> None:
+# Data once per node ---------------------------------------------------------------------------------------
+
+def _to_arrays(data: Dataset) -> dict[str, object]:
+    """A loaded, normalised dataset as numpy arrays: what Ray's object store shares without copying (every
+    trial and task on a node maps the same memory) instead of each reading and normalising the files again."""
+    return {"name": data.name, "num_classes": data.num_classes, "shape": data.shape,
+            **{f"{split}_{part}": getattr(getattr(data, split), part).numpy()
+               for split in ("train", "test") for part in ("x", "y")}}
+
+
+def _from_arrays(arrays: dict[str, object]) -> Dataset:
+    """The Dataset over the shared arrays, without a copy. They are read-only, and nothing writes into a
+    dataset: training and probes index it (a copy) or move it to a GPU (a copy)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        split = {part: Split(torch.from_numpy(arrays[f"{part}_x"]), torch.from_numpy(arrays[f"{part}_y"]))
+                 for part in ("train", "test")}
+    return Dataset(arrays["name"], split["train"], split["test"], arrays["num_classes"], tuple(arrays["shape"]))
+
+
+def _share_datasets(names: set[str], opts: Options) -> dict[str, ray.ObjectRef]:
+    """Load each dataset once, here, and put it in the object store (None for each when sharing is off)."""
+    if not opts.share_data:
+        return {name: None for name in names}
+    return {name: ray.put(_to_arrays(load_dataset(name, opts.data_dir, opts.download))) for name in sorted(names)}
+
+
+def _shared(ref: ray.ObjectRef | dict | None) -> Dataset | None:
+    if ref is None:
+        return None
+    return _from_arrays(ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref)
+
+
+def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None = None) -> None:
     """Tune trainable: train one run to completion, reporting every epoch.
 
     It resumes from the run's own state.pt, so a trial that Tune restarts (a lost node) needs no Tune checkpoint.
@@ -120,7 +157,8 @@ def _train_trial(config: dict) -> None:
     device = pick_device(_device(opts.gpus_per_trial))
     try:
         execute_run(cfg, store, device, opts.data_dir, opts.download, on_epoch=report, ray_node_id=node_id,
-                    keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device))
+                    keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device),
+                    data=_shared((datasets or {}).get(cfg.dataset)))
     except TRANSIENT:
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
@@ -130,8 +168,9 @@ def _train_trial(config: dict) -> None:
 
 @ray.remote(max_retries=2, retry_exceptions=list(TRANSIENT))
 def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: dict,
-                options: dict) -> tuple[int, float]:
-    """Run one probe shard on a finished run and write its tables; returns (rows written, seconds)."""
+                options: dict, dataset: dict | None = None) -> tuple[int, float]:
+    """Run one probe shard on a finished run and write its tables; returns (rows written, seconds). `dataset`
+    is the node's shared copy (Ray resolves the driver's ObjectRef to it), or None to load it here."""
     from sweep.probes import PROBES as registry  # the worker imports the registry with every probe module
 
     start = time.monotonic()
@@ -140,7 +179,8 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
     store = Store(opts.results)
     task = Task(cfg, probe_name, shard)
     try:
-        run = load_run(store, cfg, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download)
+        run = load_run(store, cfg, pick_device(_device(opts.gpus_per_trial)), opts.data_dir, opts.download,
+                       data=_shared(dataset))
         frames = registry[probe_name].run(run, shard, analysis)
     except DamagedFile as exc:
         withdraw_run(store, cfg, exc.rel)
@@ -184,6 +224,7 @@ class _Driver:
     trained: int = 0
     tasks_run: int = 0
     signum: int | None = None
+    datasets: dict[str, ray.ObjectRef | None] = field(default_factory=dict)  # name -> the shared copy
 
     def queue_tasks(self, cfg: RunConfig) -> None:
         """Queue every probe task of a run just trained: results of an earlier training of it are void."""
@@ -233,7 +274,8 @@ class _Driver:
                 break
             task = self.queue.popleft()
             ref = _probe_task.options(num_cpus=need, num_gpus=self.opts.gpus_per_trial).remote(
-                asdict(task.cfg), task.probe, task.shard, asdict(self.grid.analysis), asdict(self.opts))
+                asdict(task.cfg), task.probe, task.shard, asdict(self.grid.analysis), asdict(self.opts),
+                self.datasets[task.cfg.dataset])
             self.in_flight[ref] = task
             held += need
         self.progress.tasks_queued = len(self.queue)
@@ -456,12 +498,13 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
     driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
+    driver.datasets = _share_datasets({c.dataset for c in pending} | {t.cfg.dataset for t in todo}, opts)
     driver.queue.extend(t for t in todo if t.cfg not in pending)  # runs finished earlier: their probes now
     with _stop_signals(driver):
         try:
             driver.pump()
             if pending:
-                _fit(pending, opts, store, grid, driver)
+                _fit(pending, opts, store, grid, driver, driver.datasets)
             while driver.in_flight or driver.queue:
                 driver.pump()
                 time.sleep(0.1)
@@ -474,11 +517,13 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
                    failures=driver.failures, interrupted=driver.signum)
 
 
-def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driver: _Driver) -> None:
+def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driver: _Driver,
+         datasets: dict[str, ray.ObjectRef | None]) -> None:
     """Train the pending runs as Tune trials, in one experiment per grid and results folder (a rerun continues
     the same experiment folder), each trial's folder named by its run id."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner, no trial tables
-    trainable = tune.with_resources(_train_trial, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(_train_trial, datasets=datasets),
+                                    {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     run_id = lambda trial: RunConfig(**trial.config["run"]).run_id  # noqa: E731
     tuner = tune.Tuner(
         trainable,

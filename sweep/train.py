@@ -353,7 +353,7 @@ def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 ray_node_id: str | None = None, keep: Collection[int] | None = None,
-                compile: bool = False) -> dict[str, object]:
+                compile: bool = False, data: Dataset | None = None) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
     Each epoch saves the weights (epoch_XXX.pt, for the probes; with `keep`, only for those epochs and the
@@ -364,7 +364,7 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     The done-record is written last, listing every checkpoint and table file.
     """
     start = time.perf_counter()
-    prep = prepare(cfg, device, data_dir, download)
+    prep = prepare(cfg, device, data_dir, download, data=data)  # `data`: the node's shared copy, if any
     trainer = Trainer(cfg, prep, device, compile=compile)
     ckdir = checkpoint_dir(cfg)
     epoch_rows: list[dict] = []
@@ -417,7 +417,7 @@ def record_epochs(record: Record) -> list[int]:
 
 
 def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str = "data",
-             download: bool = False) -> RunData:
+             download: bool = False, data: Dataset | None = None) -> RunData:
     """A finished run as probes see it: data on `device`, checkpoints read lazily from the store and checked
     against the run's done-record as they are read (a damaged one raises DamagedFile).
 
@@ -427,7 +427,7 @@ def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str =
     record = records.read(store, records.run_record_path(cfg.run_id))
     if record is None:
         raise DamagedFile(records.run_record_path(cfg.run_id), f"run {cfg.run_id} has no done-record")
-    prep = prepare(cfg, device, data_dir, download)
+    prep = prepare(cfg, device, data_dir, download, data=data)
     ckdir = checkpoint_dir(cfg)
     epochs = record_epochs(record)
 

@@ -146,8 +146,10 @@ def test_readme_python_api_and_table_examples_run_on_a_real_sweep(smoke, monkeyp
     scope: dict[str, object] = {}
     for block in blocks:
         exec(block, scope)  # noqa: S102 - the README's own code
-    printed = capsys.readouterr().out
-    assert "noisy_acc" in printed and "rewind_epoch" in printed and "Accuracies(clean=" in printed
+    printed = capsys.readouterr().out  # what pandas prints depends on the terminal's width: check values
+    assert "Accuracies(clean=" in printed and "figure3.png" in printed
+    assert "noisy_acc" in scope["epochs"].columns and not scope["out"].table.empty
+    assert scope["run"].epochs == list(range(11))
     assert (results.parent / "figure3.png").stat().st_size > 0 and (results.parent / "figure3.svg").exists()
     for table in TABLES:
         answer = run_example(table)
