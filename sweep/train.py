@@ -15,6 +15,7 @@ second backward; a model without BatchNorm (our vit) could split per-example gra
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -22,6 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -350,10 +352,61 @@ def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
     store.write_bytes(progress_path(cfg.run_id), json.dumps(note).encode())
 
 
+class Saver:
+    """Writes each epoch's files in order: inline, or on one background thread (a CUDA run: serialising,
+    hashing and writing then overlap the next epoch's training). A job gets CPU copies taken on the training
+    thread, so later steps cannot change what it writes; a failed write is raised on the training thread at the
+    next epoch, or at the end, never lost."""
+
+    def __init__(self, background: bool) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoints") if background else None
+        self.pending: list[Future] = []
+
+    @property
+    def background(self) -> bool:
+        return self.pool is not None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self.pool is None:
+            job()
+            return
+        self.check()
+        self.pending.append(self.pool.submit(job))
+
+    def check(self) -> None:
+        """Raise the error of a finished job, if any; forget finished ones."""
+        for done in [f for f in self.pending if f.done()]:
+            self.pending.remove(done)
+            done.result()
+
+    def drain(self) -> None:
+        """Wait for every job (all of them, even after a failure), then raise the first error."""
+        if self.pool is None:
+            return
+        errors = [f.exception() for f in self.pending]
+        self.pending.clear()
+        self.pool.shutdown(wait=True)
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+
+def cpu_copy(obj: object) -> object:
+    """A deep copy of a (nested) state with every tensor detached and copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
+
+
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 ray_node_id: str | None = None, keep: Collection[int] | None = None,
-                compile: bool = False, data: Dataset | None = None) -> dict[str, object]:
+                compile: bool = False, data: Dataset | None = None,
+                background_saves: bool | None = None) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
     Each epoch saves the weights (epoch_XXX.pt, for the probes; with `keep`, only for those epochs and the
@@ -361,7 +414,8 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     state lists every checkpoint written so far with its size and checksum. A restart continues after the last
     epoch whose state was saved, and its rows come back from that state, so no epoch is lost or recorded twice.
     Batch order depends on (seed, epoch) only, so a resumed run follows the same path as an uninterrupted one.
-    The done-record is written last, listing every checkpoint and table file.
+    The done-record is written last, listing every checkpoint and table file. `background_saves` (default:
+    on CUDA) writes each epoch's files off the training thread, in the same order (see Saver).
     """
     start = time.perf_counter()
     prep = prepare(cfg, device, data_dir, download, data=data)  # `data`: the node's shared copy, if any
@@ -378,20 +432,32 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
         files = {k: FileEntry(*v) for k, v in state["files"].items()}
     elif keep is None or 0 in keep:
         files[f"{ckdir}/epoch_000.pt"] = store.save_torch(f"{ckdir}/epoch_000.pt", trainer.weights())
-    while trainer.epoch < cfg.epochs:
-        row, grads = trainer.train_epoch()
-        epoch_rows.append(row)
-        grad_rows.extend(grads)
-        if keep is None or trainer.epoch in keep or trainer.epoch == cfg.epochs:
-            rel = f"{ckdir}/epoch_{trainer.epoch:03d}.pt"
-            files[rel] = store.save_torch(rel, trainer.weights())
-        seconds_now = seconds + time.perf_counter() - start
-        store.save_torch(f"{ckdir}/state.pt", {
-            "trainer": trainer.state_dict(), "epoch_rows": epoch_rows, "grad_rows": grad_rows,
-            "seconds": seconds_now, "files": {k: [e.size, e.sha256] for k, e in files.items()}})
+    saver = Saver(device.type == "cuda" if background_saves is None else background_saves)
+
+    def save_epoch(epoch: int, weights: dict | None, resume: dict, row: dict) -> None:
+        """The epoch's checkpoint (if kept), then the resume state listing it, then the progress note."""
+        if weights is not None:
+            rel = f"{ckdir}/epoch_{epoch:03d}.pt"
+            files[rel] = store.save_torch(rel, weights)
+        store.save_torch(f"{ckdir}/state.pt", {**resume, "files": {k: [e.size, e.sha256] for k, e in files.items()}})
         write_progress(store, cfg, row)
-        if on_epoch is not None:
-            on_epoch(row)
+
+    try:
+        while trainer.epoch < cfg.epochs:
+            row, grads = trainer.train_epoch()
+            epoch_rows.append(row)
+            grad_rows.extend(grads)
+            kept = keep is None or trainer.epoch in keep or trainer.epoch == cfg.epochs
+            resume = {"trainer": trainer.state_dict(), "epoch_rows": list(epoch_rows), "grad_rows": list(grad_rows),
+                      "seconds": seconds + time.perf_counter() - start}
+            if saver.background:
+                resume = cpu_copy(resume)
+            saver.submit(functools.partial(save_epoch, trainer.epoch, trainer.weights() if kept else None, resume,
+                                           row))
+            if on_epoch is not None:
+                on_epoch(row)
+    finally:
+        saver.drain()  # every epoch's files are written (or the first failure raised) before anything else
     tables = [("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
               ("gradients", pd.DataFrame(grad_rows))]
     if cfg.cv_folds:

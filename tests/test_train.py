@@ -192,3 +192,38 @@ def test_cli_trains_and_writes_tables(tmp_path):
         assert {"run_id", "dataset", "arch", "variant", "noise", "seed", "width"} <= set(frame.columns)
     ckpts = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir().__next__().iterdir())
     assert ckpts == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "progress.json", "state.pt"]
+
+
+def test_background_saves_write_the_same_files_as_inline_ones(tmp_path, digits):
+    """Checkpoints written off the training thread (a CUDA run's default) hold exactly the bytes an inline run
+    writes: the copies are taken before the next step changes the weights."""
+    cfg = RunConfig(epochs=3, batch_size=256, width=0.5).validate()
+    inline, background = Store(str(tmp_path / "a")), Store(str(tmp_path / "b"))
+    execute_run(cfg, inline, torch.device("cpu"), data=digits, background_saves=False)
+    execute_run(cfg, background, torch.device("cpu"), data=digits, background_saves=True)
+    for epoch in range(cfg.epochs + 1):
+        rel = f"checkpoints/{cfg.run_id}/epoch_{epoch:03d}.pt"
+        assert inline.read_bytes(rel) == background.read_bytes(rel), rel
+    state_a, state_b = (s.load_torch(f"checkpoints/{cfg.run_id}/state.pt") for s in (inline, background))
+    assert state_a["files"] == state_b["files"] and len(state_b["files"]) == cfg.epochs + 1
+    for key, value in state_a["trainer"]["opt"]["state"].items():
+        assert torch.equal(value["momentum_buffer"], state_b["trainer"]["opt"]["state"][key]["momentum_buffer"])
+    for table in ("epochs", "examples"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / table).drop(columns="seconds", errors="ignore"),
+                                      pd.read_parquet(tmp_path / "b" / table).drop(columns="seconds", errors="ignore"))
+
+
+def test_a_failed_background_write_fails_the_run(tmp_path, digits, monkeypatch):
+    cfg = RunConfig(epochs=3, batch_size=256, width=0.5).validate()
+    store = Store(str(tmp_path))
+    real = Store.save_torch
+
+    def flaky(self, rel, obj):
+        if rel.endswith("epoch_002.pt"):
+            raise OSError("disk full")
+        return real(self, rel, obj)
+
+    monkeypatch.setattr(Store, "save_torch", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        execute_run(cfg, store, torch.device("cpu"), data=digits, background_saves=True)
+    assert not store.exists(f"_done/runs/{cfg.run_id}.json")  # no record: the run is not done
