@@ -17,15 +17,19 @@ import argparse
 import ctypes
 import ctypes.util
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep.config import RunConfig
-from sweep.dropout import make_dropout
-from sweep.models import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a fresh clone, from any directory
+
+from sweep.config import RunConfig  # noqa: E402
+from sweep.dropout import make_dropout  # noqa: E402
+from sweep.models import build_model  # noqa: E402
 
 
 def build(width: float, tied: bool, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:

@@ -11,13 +11,17 @@ backward passes and copied every gradient to the host each batch.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from sweep.config import RunConfig
-from sweep.data import Dataset, Split
-from sweep.train import Prepared, Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a fresh clone, from any directory
+
+from sweep.config import RunConfig  # noqa: E402
+from sweep.data import Dataset, Split  # noqa: E402
+from sweep.train import Prepared, Trainer  # noqa: E402
 
 
 def synthetic(n: int, device: torch.device) -> Prepared:
@@ -27,7 +31,7 @@ def synthetic(n: int, device: torch.device) -> Prepared:
     data = Dataset("synthetic", Split(x, y), Split(x[:512], y[:512]), 10, (3, 32, 32)).to(device)
     is_noisy = torch.zeros(n, dtype=torch.bool)
     is_noisy[torch.randperm(n, generator=gen)[: n // 10]] = True
-    return Prepared(data, data.train.y, data.train.y, is_noisy.to(device))
+    return Prepared(data, data.train.y, data.train.y, is_noisy.to(device), torch.arange(n, device=device))
 
 
 def images_per_second(trainer: Trainer, batch: int, steps: int, account: bool) -> float:

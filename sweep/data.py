@@ -10,15 +10,20 @@ them. torchvision's dataset classes are used to *download* (they verify the md5 
 already on disk are trusted and not md5-checked, because torchvision's own loaders insist on the official
 checksums and so refuse any other file in the same format (a subset, a re-export, a test fixture). A file that
 cannot be parsed is reported as a UserError, never as a parser traceback.
+
+`synthetic` and `synthetic-small` need no files at all: CIFAR-10 shaped images made on the fly from a fixed seed
+(see `make_synthetic`), for end-to-end runs and benchmarks on a machine without the real data.
 """
 
 from __future__ import annotations
 
 import codecs
 import gzip
+import math
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,7 @@ SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
 SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10),
     "cifar10": ((3, 32, 32), 10), "svhn": ((3, 32, 32), 10),
+    "synthetic": ((3, 32, 32), 10), "synthetic-small": ((3, 32, 32), 10),
 }
 
 
@@ -100,13 +106,18 @@ def _dataset(name: str, train: Arrays, test: Arrays, scale: float, num_classes: 
     """Scale pixels to [0, 1] and normalise each channel with train-split statistics (test never leaks in)."""
     x_train = torch.from_numpy(np.array(train[0], dtype=np.float32, order="C")).div_(scale)
     x_test = torch.from_numpy(np.array(test[0], dtype=np.float32, order="C")).div_(scale)
-    std, mean = torch.std_mean(x_train, dim=(0, 2, 3), correction=0, keepdim=True)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel stays constant rather than NaN
-    for x in (x_train, x_test):
-        x.sub_(mean).div_(std)
     y_train, y_test = (torch.from_numpy(y.astype(np.int64)) for y in (train[1], test[1]))
-    shape = (int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3]))
-    return Dataset(name, Split(x_train, y_train), Split(x_test, y_test), num_classes, shape)
+    return _normalised(name, Split(x_train, y_train), Split(x_test, y_test), num_classes)
+
+
+def _normalised(name: str, train: Split, test: Split, num_classes: int) -> Dataset:
+    """Normalise each channel of float32 splits in place with train-split statistics (test never leaks in)."""
+    std, mean = torch.std_mean(train.x, dim=(0, 2, 3), correction=0, keepdim=True)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel stays constant rather than NaN
+    for x in (train.x, test.x):
+        x.sub_(mean).div_(std)
+    shape = (int(train.x.shape[1]), int(train.x.shape[2]), int(train.x.shape[3]))
+    return Dataset(name, train, test, num_classes, shape)
 
 
 def _checked(name: str, source: Path, x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> Arrays:
@@ -294,3 +305,81 @@ def _svhn(data_dir: Path, download: bool) -> Dataset:
             raise _read_error("svhn", path, err) from err
         splits.append(_checked("svhn", path, *arrays, (3, 32, 32)))
     return _dataset("svhn", splits[0], splits[1], scale=255.0)
+
+
+# Synthetic data: CIFAR-10 shaped, made on the fly -----------------------------------------------------------
+
+# name -> (train size, test size); both are multiples of SYNTHETIC_CHUNK, so the small splits hold the first 5,000
+# training and 1,000 test images of the large ones, with the same classes (each normalised with its own statistics).
+SYNTHETIC_SIZES = {"synthetic": (50_000, 10_000), "synthetic-small": (5_000, 1_000)}
+SYNTHETIC_SEED = 20230601
+SYNTHETIC_CHUNK = 1_000     # images per generator: image i of a split depends on (seed, split, i // chunk) only
+SYNTHETIC_MODES = 2         # prototypes per class: a class is a two-mode mixture, not one linear direction
+SYNTHETIC_FREQUENCIES = 4   # 2-D cosine frequencies 0..3 per axis: the smooth part lives in 3 x 16 coefficients
+SYNTHETIC_SPREAD = 1.9      # per-image Gaussian spread of those coefficients around its prototype's (which are N(0, 1))
+SYNTHETIC_PIXEL_NOISE = 1.0  # white noise per pixel, relative to the smooth part's unit coefficient scale
+
+
+def _cosine_basis(frequencies: int, side: int = 32) -> Tensor:
+    """The frequencies^2 lowest 2-D DCT-II basis images of side x side, orthonormal, as rows (F^2, side^2)."""
+    i = torch.arange(side, dtype=torch.float64)
+    u = torch.arange(frequencies, dtype=torch.float64)
+    waves = torch.cos(math.pi * (2 * i[None] + 1) * u[:, None] / (2 * side))
+    waves /= waves.norm(dim=1, keepdim=True)
+    return (waves[:, None, :, None] * waves[None, :, None, :]).reshape(frequencies ** 2, side * side)
+
+
+def make_synthetic(n_train: int, n_test: int, seed: int = SYNTHETIC_SEED,
+                   name: str = "synthetic") -> Dataset:
+    """A CIFAR-10 shaped dataset (10 classes, 3x32x32, balanced) made from `seed` alone, normalised per channel.
+
+    Each class has SYNTHETIC_MODES prototypes: smooth colour images, each a random combination (N(0, 1)
+    coefficients) of the lowest 2-D cosine patterns per channel. An image is one prototype of its class with
+    every coefficient moved by N(0, SYNTHETIC_SPREAD^2), so classes overlap and some images are ambiguous (the
+    best possible test accuracy is about 93%), plus white pixel noise of its own. The smooth part is what a
+    model can learn and carry to the test split; the pixel noise is what makes every image unique, so a
+    mislabeled image, which looks like its true class, can be fitted only by memorizing it. Labels are exactly
+    balanced in every chunk of 1,000 images. Deterministic across calls, processes and thread counts (each
+    chunk has its own torch.Generator); 60,000 images take about a second or two on one CPU core.
+    """
+    k = SYNTHETIC_FREQUENCIES ** 2
+    # x 32: a unit coefficient gives a pattern of unit RMS; / sqrt(k): the smooth part's pixels have variance
+    # about 1 + SYNTHETIC_SPREAD^2 whatever the number of patterns
+    basis = (_cosine_basis(SYNTHETIC_FREQUENCIES) * (32.0 / math.sqrt(k))).float()
+    gen = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(10, SYNTHETIC_MODES, 3, k, generator=gen)
+
+    def split(n: int, which: int) -> Split:
+        x = torch.empty(n, 3, 32, 32)
+        y = torch.empty(n, dtype=torch.int64)
+        for c, start in enumerate(range(0, n, SYNTHETIC_CHUNK)):
+            gen.manual_seed(seed * 1_000_003 + which * 10_007 + c)
+            rows = slice(start, min(start + SYNTHETIC_CHUNK, n))
+            size = rows.stop - rows.start
+            labels = (torch.arange(size) % 10)[torch.randperm(size, generator=gen)]
+            modes = torch.randint(0, SYNTHETIC_MODES, (size,), generator=gen)
+            coef = prototypes[labels, modes] + SYNTHETIC_SPREAD * torch.randn(size, 3, k, generator=gen)
+            out = torch.randn(size, 3, 32, 32, generator=gen, out=x[rows]).mul_(SYNTHETIC_PIXEL_NOISE)
+            out.view(size * 3, 32 * 32).addmm_(coef.view(size * 3, k), basis)
+            y[rows] = labels
+        return Split(x, y)
+
+    return _normalised(name, split(n_train, 0), split(n_test, 1), 10)
+
+
+@lru_cache(maxsize=1)
+def _synthetic_cached(name: str) -> Dataset:
+    return make_synthetic(*SYNTHETIC_SIZES[name], name=name)
+
+
+def _register_synthetic(name: str) -> None:
+    def load(data_dir: Path, download: bool) -> Dataset:
+        """Made on the fly, no files; the last one made is kept per process (its tensors are shared: read-only)."""
+        cached = _synthetic_cached(name)
+        return replace(cached, train=Split(cached.train.x, cached.train.y), test=Split(cached.test.x, cached.test.y))
+
+    register(name)(load)
+
+
+for _name in SYNTHETIC_SIZES:
+    _register_synthetic(_name)

@@ -224,7 +224,7 @@ def test_unknown_dataset_lists_accepted_names() -> None:
     with pytest.raises(UserError) as caught:
         load_dataset("imagenet")
     assert "imagenet" in str(caught.value) and all(name in str(caught.value) for name in DATASETS)
-    assert set(DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "svhn"}
+    assert set(DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "svhn", "synthetic", "synthetic-small"}
 
 
 def test_corrupt_idx_file_is_a_user_error(tmp_path: Path) -> None:
