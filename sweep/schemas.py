@@ -64,7 +64,8 @@ UNIT_TYPE = pa.struct([("layer", INT), ("layer_name", STR), ("module", STR), ("u
 
 RUN_COLUMNS = (
     Column("run_id", STR, "", "the run: `<dataset>-<arch>-<variant>-n<noise>-s<seed>-<digest of every field>`"),
-    Column("dataset", STR, "", "digits, fashion-mnist, mnist, cifar10 or svhn"),
+    Column("dataset", STR, "", "digits, fashion-mnist, mnist, cifar10, svhn, or synthetic / synthetic-small "
+           "(CIFAR-10-shaped, made on the fly)"),
     Column("arch", STR, "", "mlp, resnet9, resnet50, vit"),
     Column("variant", STR, "", "standard; tied (example-tied dropout); dropout (standard dropout); sparse"),
     Column("noise", FLOAT, ACC, "label-noise rate: round(noise * n_train) examples get another class"),

@@ -510,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         "Train one run with label noise, checkpoints every epoch and gradient accounting; write Parquet tables."))
     defaults = RunConfig()
     parser.add_argument("--dataset", default=defaults.dataset,
-                        help="digits, fashion-mnist, mnist, cifar10, svhn (default: %(default)s)")
+                        help="digits, fashion-mnist, mnist, cifar10, svhn, synthetic, synthetic-small "
+                             "(default: %(default)s)")
     parser.add_argument("--arch", default=defaults.arch, help="mlp, resnet9, resnet50, vit (default: %(default)s)")
     parser.add_argument("--variant", default=defaults.variant,
                         help="standard, tied, dropout, sparse (default: %(default)s)")
