@@ -23,7 +23,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -44,6 +43,7 @@ from sweep.noise import add_label_noise
 from sweep.paths import check_writable, resolve_location
 from sweep.probes import RunData
 from sweep.records import Record
+from sweep.saver import Saver, cpu_copy
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
 from sweep.store import FileEntry, Store, with_run_columns
 
@@ -350,56 +350,6 @@ def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
     note = {"epoch": int(row["epoch"]), "epochs": cfg.epochs, "noisy_acc": float(row["noisy_acc"]),
             "test_acc": float(row["test_acc"]), "host": socket.gethostname(), "time": time.time()}
     store.write_bytes(progress_path(cfg.run_id), json.dumps(note).encode())
-
-
-class Saver:
-    """Writes each epoch's files in order: inline, or on one background thread (a CUDA run: serialising,
-    hashing and writing then overlap the next epoch's training). A job gets CPU copies taken on the training
-    thread, so later steps cannot change what it writes; a failed write is raised on the training thread at the
-    next epoch, or at the end, never lost."""
-
-    def __init__(self, background: bool) -> None:
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoints") if background else None
-        self.pending: list[Future] = []
-
-    @property
-    def background(self) -> bool:
-        return self.pool is not None
-
-    def submit(self, job: Callable[[], None]) -> None:
-        if self.pool is None:
-            job()
-            return
-        self.check()
-        self.pending.append(self.pool.submit(job))
-
-    def check(self) -> None:
-        """Raise the error of a finished job, if any; forget finished ones."""
-        for done in [f for f in self.pending if f.done()]:
-            self.pending.remove(done)
-            done.result()
-
-    def drain(self) -> None:
-        """Wait for every job (all of them, even after a failure), then raise the first error."""
-        if self.pool is None:
-            return
-        errors = [f.exception() for f in self.pending]
-        self.pending.clear()
-        self.pool.shutdown(wait=True)
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
-
-
-def cpu_copy(obj: object) -> object:
-    """A deep copy of a (nested) state with every tensor detached and copied to the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(cpu_copy(v) for v in obj)
-    return obj
 
 
 def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: str = "data", download: bool = False,
