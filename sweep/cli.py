@@ -185,15 +185,15 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join([*selection, *describe(grid, opts)]))
         return 0
-    for dataset in sorted({cfg.dataset for cfg in grid.runs}):
-        load_dataset(dataset, opts.data_dir, args.download)  # missing files fail here, before any work
+    # missing files fail here, before any work; the engine then shares these copies instead of loading again
+    loaded = {name: load_dataset(name, opts.data_dir, args.download) for name in sorted({c.dataset for c in grid.runs})}
 
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
     for line in selection:
         print(line, flush=True)
     summary = None
     try:
-        summary = run_grid(grid, opts, ProgressView())
+        summary = run_grid(grid, opts, ProgressView(), loaded)
     finally:
         logs = shutdown_ray(keep_logs=summary is not None and bool(summary.failures))
     if summary.interrupted is not None:

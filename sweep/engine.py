@@ -126,11 +126,15 @@ def _from_arrays(arrays: dict[str, object]) -> Dataset:
     return Dataset(arrays["name"], split["train"], split["test"], arrays["num_classes"], tuple(arrays["shape"]))
 
 
-def _share_datasets(names: set[str], opts: Options) -> dict[str, ray.ObjectRef]:
-    """Load each dataset once, here, and put it in the object store (None for each when sharing is off)."""
+def _share_datasets(names: set[str], opts: Options,
+                    loaded: dict[str, Dataset] | None = None) -> dict[str, ray.ObjectRef | None]:
+    """Put each dataset in the object store, loading here those not `loaded` yet (None for each when sharing
+    is off)."""
     if not opts.share_data:
         return {name: None for name in names}
-    return {name: ray.put(_to_arrays(load_dataset(name, opts.data_dir, opts.download))) for name in sorted(names)}
+    loaded = loaded or {}
+    return {name: ray.put(_to_arrays(loaded.get(name) or load_dataset(name, opts.data_dir, opts.download)))
+            for name in sorted(names)}
 
 
 def _shared(ref: ray.ObjectRef | dict | None) -> Dataset | None:
@@ -459,8 +463,11 @@ def write_catalogue(store: Store) -> None:
         store.write_bytes("README.md", text)
 
 
-def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Summary:
+def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None,
+             loaded: dict[str, Dataset] | None = None) -> Summary:
     """Run every training and probe of `grid` that is not finished yet; returns what was done and what failed.
+    `loaded`: datasets the caller has loaded already (the command line does, to refuse missing files early),
+    shared as they are instead of being loaded again.
 
     On SIGINT or SIGTERM it stops trials and tasks and returns with `interrupted` set to the signal.
     """
@@ -481,11 +488,11 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None) -> Sum
         # unit that fails again gets a new one. (--status shows a finished unit as done whatever notes it has.)
         clear_failures(store, [run_failure_path(c.run_id) for c in grid.runs]
                        + [task_failure_path(t.file_name) for t in plan.tasks])
-        return _drive(grid, opts, store, probes, plan, view)
+        return _drive(grid, opts, store, probes, plan, view, loaded or {})
 
 
 def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], plan: Plan,
-           view: ProgressView) -> Summary:
+           view: ProgressView, loaded: dict[str, Dataset]) -> Summary:
     """Train the plan's pending runs and run its tasks on the connected cluster, until done or interrupted."""
     pending, todo = plan.pending, plan.todo
     epochs_left: Counter[str] = Counter()
@@ -498,7 +505,7 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
     driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
-    driver.datasets = _share_datasets({c.dataset for c in pending} | {t.cfg.dataset for t in todo}, opts)
+    driver.datasets = _share_datasets({c.dataset for c in pending} | {t.cfg.dataset for t in todo}, opts, loaded)
     driver.queue.extend(t for t in todo if t.cfg not in pending)  # runs finished earlier: their probes now
     with _stop_signals(driver):
         try:

@@ -67,19 +67,18 @@ def missing_epochs(store: Store, grid: Grid, probes: dict[str, Probe], plan: Pla
     """Refuse (UserError) a sweep whose analyses would read an epoch that a finished run did not keep (say,
     after adding a rewind epoch to a grid trained with keep_checkpoints = "probes"): training it again
     silently would throw away a finished run, and probing without the epoch would give other rows."""
-    pending = {c.run_id for c in plan.pending}
-    for cfg in grid.runs:
-        if cfg.run_id in pending:
-            continue
-        needed = {e for t in tasks_for(cfg, probes, grid.analysis) for e in probes[t.probe].reads(cfg, grid.analysis)}
-        record = records.read(store, records.run_record_path(cfg.run_id))
-        kept = set(record_epochs(record)) if record is not None else needed
-        if needed - kept:
+    needed: dict[str, set[int]] = {}
+    for task in plan.tasks:
+        if task.cfg.run_id in plan.kept:
+            needed.setdefault(task.cfg.run_id, set()).update(probes[task.probe].reads(task.cfg, grid.analysis))
+    for run_id, reads in needed.items():
+        missing, kept = sorted(reads - set(plan.kept[run_id])), plan.kept[run_id]
+        if missing:
             raise UserError(
-                f"run {cfg.run_id} kept no checkpoint for epoch(s) {', '.join(map(str, sorted(needed - kept)))}, "
-                f"which grid {grid.name!r}'s analyses read (it kept epochs {', '.join(map(str, sorted(kept)))}); "
-                f"delete {store.uri}/{records.run_record_path(cfg.run_id)} to train it again, or choose analysis "
-                "settings within the epochs it kept")
+                f"run {run_id} kept no checkpoint for epoch(s) {', '.join(map(str, missing))}, which grid "
+                f"{grid.name!r}'s analyses read (it kept epochs {', '.join(map(str, kept))}); delete "
+                f"{store.uri}/{records.run_record_path(run_id)} to train it again, or choose analysis settings "
+                "within the epochs it kept")
 
 
 def probe_settings(probe: Probe, analysis: AnalysisConfig) -> dict[str, object]:
@@ -120,6 +119,7 @@ class Plan:
     damaged_runs: dict[str, str] = field(default_factory=dict)  # run_id -> what is wrong
     damaged_tasks: dict[Task, str] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    kept: dict[str, list[int]] = field(default_factory=dict)  # done run_id -> the epochs its record lists
 
     @property
     def tally(self) -> Tally:
@@ -153,6 +153,7 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
             if problem is not None:
                 plan.damaged_runs[cfg.run_id] = problem
             continue
+        plan.kept[cfg.run_id] = record_epochs(run)
         for task in tasks:
             record = records.read(store, records.task_record_path(task.file_name))
             if record is None:
