@@ -13,10 +13,14 @@ from sweep.errors import UserError
 VARIANTS = ("standard", "tied", "dropout", "sparse")
 # Every field that defines a run: every row of every table carries them all, plus `config_id`.
 CONFIG_COLUMNS = ("dataset", "arch", "variant", "noise", "seed", "width", "epochs", "lr", "batch_size", "noise_seed",
-                  "p_gen", "p_mem", "cv_folds", "cv_fold")
+                  "p_gen", "p_mem", "cv_folds", "cv_fold", "ssft_half", "dropout_places", "sparse_mask",
+                  "curvature_every", "curvature_directions", "curvature_h")
 SEED_FIELDS = ("seed", "noise_seed")  # what may differ between the seeds of one experiment
 # Fields added after results existed: left out of the ids while at their default, so every earlier run keeps its id.
-LATE_FIELDS = {"cv_folds": 0, "cv_fold": 0}
+LATE_FIELDS = {"cv_folds": 0, "cv_fold": 0, "ssft_half": 0, "dropout_places": "paper", "sparse_mask": "paper",
+               "curvature_every": 0, "curvature_directions": 10, "curvature_h": 1e-3}
+DROPOUT_PLACES = ("paper", "blocks")
+SPARSE_MASKS = ("paper", "channels")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,20 @@ class RunConfig:
     # it predicts that fold. 0 / 0: an ordinary run.
     cv_folds: int = 0
     cv_fold: int = 0
+    # A second-split forgetting (SSFT) run: 1 or 2 = trained first on that half of the training set, then
+    # fine-tuned on the other half (an auxiliary training, like the out-of-sample runs). 0: an ordinary run.
+    ssft_half: int = 0
+    # Where ResNet-9 applies (example-tied or standard) dropout: "paper" = the paper code's 6 places (after conv1,
+    # conv2, the res1 sum, conv3, the res2 sum, conv4); "blocks" = after each of the 8 conv blocks (our earlier rule).
+    dropout_places: str = "paper"
+    # The sparse-network baseline: "paper" = a fixed element-wise mask dropping 40%, rescaled by 1/(1-p), at train
+    # and test; "channels" = a fixed 40% of channels dropped, no rescaling (our earlier rule).
+    sparse_mask: str = "paper"
+    # Loss curvature (Garg, Ravikumar and Roy 2023) during training: 0 = off; k = at the end of every k-th epoch
+    # (and the last), with `curvature_directions` Rademacher directions and finite-difference step `curvature_h`.
+    curvature_every: int = 0
+    curvature_directions: int = 10
+    curvature_h: float = 1e-3
 
     def validate(self) -> RunConfig:
         """Check every field against what is accepted; raise UserError naming the field and the accepted values."""
@@ -77,7 +95,28 @@ class RunConfig:
         if self.cv_folds and self.variant != "standard":
             raise UserError(f"cv_folds needs variant 'standard' (out-of-sample models of a plain run), not "
                             f"{self.variant!r}")
+        if self.ssft_half not in (0, 1, 2):
+            raise UserError(f"ssft_half must be 0 (an ordinary run), 1 or 2, got {self.ssft_half!r}")
+        if self.ssft_half and self.cv_folds:
+            raise UserError("a run is either an out-of-sample run (cv_folds) or an SSFT run (ssft_half), not both")
+        if self.ssft_half and self.variant != "standard":
+            raise UserError(f"ssft needs variant 'standard' (second-split runs of a plain run), not {self.variant!r}")
+        if self.dropout_places not in DROPOUT_PLACES:
+            raise UserError(f"dropout_places must be one of {', '.join(DROPOUT_PLACES)}, got {self.dropout_places!r}")
+        if self.sparse_mask not in SPARSE_MASKS:
+            raise UserError(f"sparse_mask must be one of {', '.join(SPARSE_MASKS)}, got {self.sparse_mask!r}")
+        if self.curvature_every < 0:
+            raise UserError(f"curvature_every must be 0 (off) or an integer >= 1, got {self.curvature_every!r}")
+        _positive_int("curvature_directions", self.curvature_directions)
+        if not (math.isfinite(self.curvature_h) and self.curvature_h > 0):
+            raise UserError(f"curvature_h must be a finite number > 0, got {self.curvature_h!r}")
         return self
+
+    @property
+    def auxiliary(self) -> bool:
+        """True for a training that exists only to feed a signal (out-of-sample fold, SSFT half): its rows go to
+        the `aux_*` tables, never into the tables the paper's figures and a plain read use."""
+        return bool(self.cv_folds or self.ssft_half)
 
     def _identity(self) -> dict[str, object]:
         """The fields an id hashes: all of them, less the late ones still at their default."""
@@ -89,6 +128,7 @@ class RunConfig:
         blob = json.dumps(self._identity(), sort_keys=True)
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         fold = f"-cv{self.cv_fold}of{self.cv_folds}" if self.cv_folds else ""
+        fold += f"-ssft{self.ssft_half}" if self.ssft_half else ""
         return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-s{self.seed}{fold}-{short}"
 
     @property
@@ -138,6 +178,9 @@ class AnalysisConfig:
     # which epoch checkpoints a training keeps: "probes" = those the grid's analyses read (epoch 0, the rewind
     # epochs, the last; a quarter of "all" for the paper's 50 epochs), "all" = every epoch (for your own analyses)
     keep_checkpoints: str = "probes"
+    # what neuron flipping may remove: "outputs" = output channels / hidden features only (DESIGN.md §4); "paper" =
+    # also each BatchNorm scale and shift value and each classifier weight, one value at a time (the paper's code)
+    flip_units: str = "outputs"
 
     def validate(self) -> AnalysisConfig:
         """Refuse settings of the wrong type or that would make a probe meaningless (counts or caps below 1,
@@ -158,6 +201,8 @@ class AnalysisConfig:
             raise UserError(f"retrain_lr must be positive, got {self.retrain_lr!r}")
         if self.keep_checkpoints not in ("probes", "all"):
             raise UserError(f"keep_checkpoints must be \"probes\" or \"all\", got {self.keep_checkpoints!r}")
+        if self.flip_units not in ("outputs", "paper"):
+            raise UserError(f"flip_units must be \"outputs\" or \"paper\", got {self.flip_units!r}")
         return self
 
     @classmethod
@@ -189,13 +234,14 @@ _KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
 _RUN_KINDS = {
     "dataset": "str", "arch": "str", "variant": "str", "noise": "float", "seed": "int", "noise_seed": "int",
     "width": "float", "epochs": "int", "batch_size": "int", "lr": "float", "p_gen": "float", "p_mem": "float",
-    "cv_folds": "int", "cv_fold": "int",
+    "cv_folds": "int", "cv_fold": "int", "ssft_half": "int", "dropout_places": "str", "sparse_mask": "str",
+    "curvature_every": "int", "curvature_directions": "int", "curvature_h": "float",
 }
 _ANALYSIS_KINDS = {
     "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",
     "retrain_patience": "int", "flip_clean": "int", "flip_noisy": "int", "flip_cap": "int", "flip_population": "int",
     "flip_noise_copies": "int", "flip_noise_scale": "float", "flip_eval_size": "int_or_all", "flip_chunk": "int",
-    "keep_checkpoints": "str",
+    "keep_checkpoints": "str", "flip_units": "str",
 }
 
 

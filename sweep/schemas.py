@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-LAYOUT = 2  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1, no
-# aum / forgetting_events / cv columns)
+LAYOUT = 3  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1, no
+# aum / forgetting_events / cv columns); 2: before auxiliary tables (fold runs' rows in the main tables), training-
+# pass AUM / forgetting, the paper's dropout places and sparse mask
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ RUN_COLUMNS = (
     Column("cv_folds", INT, "folds", "0: an ordinary run; K >= 2: an out-of-sample run for confident learning, "
            "trained without one of K folds (its rows are left out of the paper's figures)"),
     Column("cv_fold", INT, "", "the fold (0..cv_folds-1) such a run held out and predicts; 0 for ordinary runs"),
+    Column("ssft_half", INT, "", "0: an ordinary run; 1 or 2: a second-split forgetting run, trained on that half "
+           "of the training set and then fine-tuned on the other (an auxiliary training)"),
+    Column("dropout_places", STR, "", "where ResNet-9 applies dropout (variants tied, dropout): paper = the paper "
+           "code's 6 places (after conv1, conv2, the res1 sum, conv3, the res2 sum, conv4); blocks = after each of the "
+           "8 conv blocks"),
+    Column("sparse_mask", STR, "", "the sparse baseline's mask: paper = fixed element-wise, 40% dropped, rescaled by "
+           "1/(1-p); channels = a fixed 40% of channels dropped, no rescaling"),
+    Column("curvature_every", INT, "epochs", "loss curvature computed at the end of every k-th epoch and the last; "
+           "0 = off"),
+    Column("curvature_directions", INT, "", "Rademacher directions per example for the loss curvature"),
+    Column("curvature_h", FLOAT, "", "finite-difference step of the loss curvature (input units)"),
     Column("config_id", STR, "", "the run without its seeds: runs sharing it are seeds of one experiment"),
 )
 
