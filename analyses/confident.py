@@ -3,7 +3,8 @@
 A grid block with `cv_folds = K` trains, beside each of its standard runs, K out-of-sample runs of the same
 config and seeds (same noisy labels), each without one fold of the training set; each writes the predicted
 class probabilities of the fold it never saw to the `oos_predictions` table (`of_run_id` names the ordinary
-run). Together they predict every training example exactly once: the out-of-sample `pred_probs` that
+run; their own training rows are in the aux_* tables, never in `runs` or `examples`). Together they predict
+every training example exactly once: the out-of-sample `pred_probs` that
 confident learning asks for. Per ordinary run this module checks that the folds do cover its training set
 exactly once, then hands labels and pred_probs to cleanlab, unchanged:
 

@@ -1,25 +1,22 @@
 """Beyond the paper: how well each memorization signal finds the mislabeled examples, beside the detectors
 the label-noise literature already uses.
 
-Each signal gives every scored example a suspicion score (higher = more likely mislabeled):
-- units to flip (flips): fewer units = more suspicious; an example that never flipped is least suspicious;
-- forgotten under example-tied `drop` (dropout_examples): 1 when wrong after dropping, else 0;
-- last-epoch training loss (examples): higher = more suspicious;
-- first learned epoch (examples): later = more suspicious; never learned (null, pd.NA; -1 in results written
-  before the column became nullable) = most suspicious;
-- area under the margin (examples, Pleiss et al. 2020): lower = more suspicious (scored as -AUM);
-- forgetting events (examples, Toneva et al. 2019): more = more suspicious;
-- cleanlab label quality (oos_predictions, Northcutt et al. 2021, analyses.confident): confident learning's
-  label-quality score from out-of-sample predicted probabilities; lower = more suspicious (scored as -quality);
-- cleanlab's find_label_issues flag (same input): 1 when flagged, else 0.
+The signals are declared in analyses.signals (one registry entry each: its natural column, the direction in
+which it is suspicious, and its cost): units to flip and forgotten under example-tied `drop` (the paper's
+localization signals); last-epoch loss, first learned epoch, AUM (training pass) and AUM (eval), forgetting
+events (training pass) and (eval), cumulative sample loss, learning time, in-confidence and loss curvature (the
+examples table); SSFT (the `ssft` table of the second-split runs); cleanlab's label quality and its
+find_label_issues flag (out-of-sample predictions, analyses.confident). Every table here shows each signal's
+natural value and its direction (`suspicious`: high or low), never a negated score; the ranking key
+(`score`, higher = more suspicious) stays inside the computation.
 
 Every signal is compared on the same examples, in two sets per run:
 - `flip subset`: the examples the flip analysis scored (about as many clean as noisy), for every signal that
   scores all of them; units to flip exists only here;
-- `all training examples`: every training example of the run, for the signals that score all of them (loss,
-  first learned, AUM, forgetting, cleanlab, and example-tied drop on tied runs).
+- `all training examples`: every training example of the run, for the signals that score all of them.
 A signal that scores only part of a set is left out of that set (`coverage_gaps` names it), so within one
-(run, set) every signal has the same examples and the same chance level.
+(run, set) every signal has the same examples and the same chance level; a signal the results folder cannot
+give at all (a table or column missing) is named with the reason (`Collected.absent`).
 
 Quality is AUROC (ties count half), average precision (scikit-learn's, on the scores' ranks so that an infinite
 score is just first or last) and precision among the top round(rate * n) scored examples, where rate is the share
@@ -31,6 +28,7 @@ flag's own precision and recall. Chance is `rate` for both precision and average
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,23 +48,10 @@ from analyses.plotting import (
     seeds,
     styled,
 )
+from analyses.signals import REGISTRY, SKIPPED_COLUMNS, Absent, Signal, Tables
 from analyses.stats import across_seeds, group_columns
 
-SIGNALS = {
-    "units_to_flip": "units to flip (fewer = suspicious)",
-    "forgotten_drop": "wrong under example-tied drop",
-    "final_loss": "last-epoch training loss",
-    "first_learned": "first learned epoch (later = suspicious)",
-    "aum": "area under the margin (lower = suspicious)",
-    "forgetting": "forgetting events (more = suspicious)",
-    "cleanlab": "cleanlab label quality, out-of-sample (lower = suspicious)",
-    "cleanlab_issue": "cleanlab find_label_issues flag",
-}
-SHORT = {"units_to_flip": "units to flip", "forgotten_drop": "tied drop", "final_loss": "final loss",
-         "first_learned": "first learned", "aum": "AUM", "forgetting": "forgetting", "cleanlab": "cleanlab",
-         "cleanlab_issue": "cleanlab flag"}
-LOCALIZATION = ("units_to_flip", "forgotten_drop")  # the paper's signals; the rest: training dynamics, literature
-BINARY = ("forgotten_drop", "cleanlab_issue")  # flags: their own precision and recall are reported too
+SIGNALS = REGISTRY  # name -> Signal, in the tables' order (plug-ins registered later are included)
 FLIP_SET, ALL_SET = "flip subset", "all training examples"
 SETS = (FLIP_SET, ALL_SET)
 METRICS = ("auroc", "average_precision", "precision_at_rate")
@@ -74,8 +59,23 @@ METRIC_NAMES = {"auroc": "AUROC", "average_precision": "average precision",
                 "precision_at_rate": "precision at the rate"}
 # The suspects files are sorted by the first of these signals a run has: AUM, because it is cheap, scores every
 # training example of every run, and choosing it does not look at the true flags (the best signal would).
-SUSPECTS_ORDER = ("aum", "cleanlab", "final_loss", "first_learned", "forgetting", "forgotten_drop", "cleanlab_issue",
-                  "units_to_flip")
+SUSPECTS_ORDER = ("aum", "aum_eval", "csl", "cleanlab", "final_loss", "first_learned", "forgetting",
+                  "forgetting_eval", "forgotten_drop", "cleanlab_issue", "units_to_flip")
+SCORE_COLUMNS = ["run_id", "signal", "example_id", "is_noisy", "value", "score"]
+
+
+def short(signal: str) -> str:
+    """The signal's short name for figures and sentences (its id when it is not registered)."""
+    return REGISTRY[signal].short if signal in REGISTRY else signal
+
+
+def is_localization(signal: str) -> bool:
+    return signal in REGISTRY and REGISTRY[signal].family == "localization"
+
+
+def _trains(signal: str) -> bool:
+    """True for a signal that needs trainings of its own beyond the run (cleanlab's folds, SSFT's halves)."""
+    return signal in REGISTRY and REGISTRY[signal].trainings not in (0, "0")
 
 
 def auroc(scores, positives) -> float:
@@ -119,68 +119,66 @@ def average_precision(scores, positives) -> float:
     return float(average_precision_score(y, rankdata(s, method="average")))
 
 
-def signal_scores(
-    examples: pd.DataFrame | None = None,
-    flips: pd.DataFrame | None = None,
-    dropout_examples: pd.DataFrame | None = None,
-    oos_predictions: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Long table (config columns, run_id, signal, example_id, is_noisy, score) of every available signal.
-    Rows of out-of-sample fold runs are ignored; their predictions become the cleanlab signals of the ordinary
-    run they are for (`runs` or `examples` must hold that run; see analyses.confident)."""
-    return scores_and_skipped(examples, flips, dropout_examples, oos_predictions, runs)[0]
+@dataclass
+class Collected:
+    """Every signal's rows (`scores`: configuration columns, run_id, signal, example_id, is_noisy, the natural
+    `value` and the ranking key `score`), the signals the tables cannot give (`absent`: signal, reason) and the
+    runs whose auxiliary rows were unusable (`skipped`: signal, of_run_id, reason)."""
+
+    scores: pd.DataFrame
+    absent: pd.DataFrame
+    skipped: pd.DataFrame
+    tables: Tables
 
 
-def scores_and_skipped(
-    examples: pd.DataFrame | None = None,
-    flips: pd.DataFrame | None = None,
-    dropout_examples: pd.DataFrame | None = None,
-    oos_predictions: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`signal_scores` and the runs whose fold predictions could not be scored by cleanlab, with the reason."""
-    from analyses.confident import cleanlab_signal
-
-    examples, flips, dropout_examples = ordinary(examples), ordinary(flips), ordinary(dropout_examples)
-    parts = []
-
-    def take(df: pd.DataFrame, signal: str, score: np.ndarray) -> None:
-        cols = group_columns(df) + ["run_id", "example_id", "is_noisy"]
-        part = df[cols].copy()
-        part["is_noisy"] = part["is_noisy"].astype(bool)
-        part["signal"] = signal
-        part["score"] = score
-        parts.append(part)
-
-    if flips is not None and len(flips):
-        units = flips["n_units"].astype(float).to_numpy()
-        take(flips, "units_to_flip", np.where(flips["flipped"].astype(bool).to_numpy(), -units, -np.inf))
-    if dropout_examples is not None and len(dropout_examples):
-        df = dropout_examples
-        if "variant" in df.columns:
-            df = df[df["variant"] == "tied"]
-        if len(df):
-            take(df, "forgotten_drop", (~df["correct_drop"].astype(bool)).to_numpy(dtype=float))
-    if examples is not None and len(examples):
-        if "final_loss" in examples.columns:
-            take(examples, "final_loss", examples["final_loss"].astype(float).to_numpy())
-        if "first_learned_epoch" in examples.columns:
-            epoch = pd.to_numeric(examples["first_learned_epoch"], errors="coerce").astype(float).to_numpy()
-            never = np.isnan(epoch) | (epoch < 0)
-            take(examples, "first_learned", np.where(never, np.inf, epoch))
-        if "aum" in examples.columns:
-            take(examples, "aum", -examples["aum"].astype(float).to_numpy())
-        if "forgetting_events" in examples.columns:
-            take(examples, "forgetting", examples["forgetting_events"].astype(float).to_numpy())
-    confident, skipped = cleanlab_signal(oos_predictions, examples, runs)
-    if len(confident):
-        parts.append(confident.drop(columns=["label_quality", "label_issue"]))
+def collect(tables: Tables, signals: dict[str, Signal] | None = None) -> Collected:
+    """Run every registered signal's extractor on `tables`; one that cannot be computed is named, not raised."""
+    parts, absent = [], []
+    for signal in (signals or REGISTRY).values():
+        try:
+            rows = signal.extract(tables)
+        except Absent as why:
+            absent.append({"signal": signal.name, "reason": str(why)})
+            continue
+        rows = rows.assign(signal=signal.name, score=signal.oriented(rows["value"].to_numpy(float)))
+        parts.append(rows)
+    skipped = pd.DataFrame(tables.skipped, columns=SKIPPED_COLUMNS)
+    absent_frame = pd.DataFrame(absent, columns=["signal", "reason"])
     if not parts:
-        return pd.DataFrame(columns=["run_id", "signal", "example_id", "is_noisy", "score"]), skipped
-    scores = pd.concat(parts, ignore_index=True)
+        return Collected(pd.DataFrame(columns=SCORE_COLUMNS), absent_frame, skipped, tables)
+    scores = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)
     scores["is_noisy"] = scores["is_noisy"].astype(bool)
-    return scores, skipped
+    cols = group_columns(scores) + SCORE_COLUMNS
+    return Collected(scores[cols], absent_frame, skipped, tables)
+
+
+def gather(
+    examples: pd.DataFrame | None = None,
+    flips: pd.DataFrame | None = None,
+    dropout_examples: pd.DataFrame | None = None,
+    oos_predictions: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
+    ssft: pd.DataFrame | None = None,
+    aux_runs: pd.DataFrame | None = None,
+) -> Collected:
+    """`collect` on the tables given by name (None = missing)."""
+    return collect(Tables(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs))
+
+
+def signal_scores(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
+                  aux_runs=None) -> pd.DataFrame:
+    """Long table (config columns, run_id, signal, example_id, is_noisy, value, score) of every available
+    signal: `value` is the natural quantity, `score` the ranking key (higher = more suspicious). Rows of fold
+    runs are ignored; their predictions become the cleanlab signals of the ordinary run they are for (`runs` or
+    `examples` must hold that run; see analyses.confident), as SSFT rows become the SSFT signal of theirs."""
+    return gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs).scores
+
+
+def scores_and_skipped(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
+                       aux_runs=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`signal_scores` and the runs whose auxiliary rows (fold predictions, SSFT rows) could not be scored."""
+    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs)
+    return got.scores, got.skipped
 
 
 def _sets(part: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -198,7 +196,7 @@ def _per_set(scores: pd.DataFrame):
     if scores.empty:
         return
     cols = group_columns(scores)
-    order = {s: i for i, s in enumerate(SIGNALS)}
+    order = {s: i for i, s in enumerate(REGISTRY)}
     for key, part in scores.groupby(cols + ["run_id"], dropna=False, sort=True):
         keys = dict(zip(cols + ["run_id"], key if isinstance(key, tuple) else (key,), strict=False))
         for name, ids in _sets(part).items():
@@ -219,41 +217,45 @@ def coverage_gaps(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=group_columns(scores) + ["run_id", "set", "signal", "scored", "of"])
 
 
+PER_RUN = ["set", "signal", "suspicious", "n", "n_noisy", "rate", "k", *METRICS, "chance", "flagged", "flag_precision",
+           "flag_recall"]
+
+
 def evaluate(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per run, set and signal (the signals that score the whole set): examples, noisy among them, the rate,
-    k = round(rate * n), AUROC, average precision, precision at the rate and its chance level (= rate); for
-    flags (BINARY) also how many are flagged and the flag's precision and recall."""
+    """Per run, set and signal (the signals that score the whole set): the direction in which the signal is
+    suspicious, examples, noisy among them, the rate, k = round(rate * n), AUROC, average precision, precision at
+    the rate and its chance level (= rate); for flags (binary signals) also how many are flagged and the flag's
+    precision and recall."""
     rows = []
     for keys, name, _ids, signal, part, complete in _per_set(scores):
         if not complete:
             continue
+        spec = REGISTRY.get(signal)
         y = part["is_noisy"].to_numpy(bool)
         s = part["score"].to_numpy(float)
         rate = float(y.mean())
-        row = {**keys, "set": name, "signal": signal, "n": len(part), "n_noisy": int(y.sum()), "rate": rate,
-               "k": int(round(rate * len(y))), "auroc": auroc(s, y), "average_precision": average_precision(s, y),
+        row = {**keys, "set": name, "signal": signal, "suspicious": spec.suspicious if spec else "high",
+               "n": len(part), "n_noisy": int(y.sum()), "rate": rate, "k": int(round(rate * len(y))),
+               "auroc": auroc(s, y), "average_precision": average_precision(s, y),
                "precision_at_rate": precision_at_rate(s, y), "chance": rate,
                "flagged": np.nan, "flag_precision": np.nan, "flag_recall": np.nan}
-        if signal in BINARY:
-            flag = s > 0
+        if spec is not None and spec.binary:
+            flag = spec.flagged(part["value"].to_numpy(float))
             row["flagged"] = int(flag.sum())
             row["flag_precision"] = float(y[flag].mean()) if flag.any() else np.nan
             row["flag_recall"] = float(flag[y].mean()) if y.any() else np.nan
         rows.append(row)
-    cols = group_columns(scores) + ["run_id", "set", "signal", "n", "n_noisy", "rate", "k", *METRICS, "chance",
-                                    "flagged", "flag_precision", "flag_recall"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=group_columns(scores) + ["run_id", *PER_RUN])
 
 
-def detection_per_run(
-    examples: pd.DataFrame | None = None,
-    flips: pd.DataFrame | None = None,
-    dropout_examples: pd.DataFrame | None = None,
-    oos_predictions: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """`evaluate` of every signal the tables give: one row per run, set and signal."""
-    return evaluate(signal_scores(examples, flips, dropout_examples, oos_predictions, runs))
+def detection_per_run(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
+                      aux_runs=None) -> pd.DataFrame:
+    """`evaluate` of every signal the tables give, with each signal's cost (analyses.detection_cost): one row
+    per run, set and signal."""
+    from analyses.detection_cost import with_costs
+
+    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs)
+    return with_costs(evaluate(got.scores), got.tables)
 
 
 def headline(per_run: pd.DataFrame) -> pd.DataFrame:
@@ -266,18 +268,30 @@ def headline(per_run: pd.DataFrame) -> pd.DataFrame:
     return wide.drop(columns="_wide").sort_index()
 
 
+COST_TEXT = ("suspicious", "extra_trainings", "extra_passes", "seconds_source")
+
+
 def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
-    """Across seeds per configuration, set and signal: mean, 95% interval and n_seeds of every metric, in the
-    order of SETS and SIGNALS."""
-    values = ["n", *METRICS, "chance", "flag_precision", "flag_recall"]
-    table = across_seeds(per_run, values, keys=["set", "signal"])
+    """Across seeds per configuration, set and signal: mean, seeds, 95% interval and n_seeds of every metric, of
+    the set's size (`n_examples`) and of the measured seconds where the rows have them; the signal's direction
+    and cost in words; in the order of SETS and the registry."""
+    # `n` is summarised as `n_examples`: across_seeds names a value's seeds `<v>_seeds`, and `n_seeds` is the count
+    values = ["n_examples", *METRICS, "chance", "flag_precision", "flag_recall"]
+    if "seconds" in per_run.columns:
+        values.append("seconds")
+    table = across_seeds(per_run.rename(columns={"n": "n_examples"}), values, keys=["set", "signal"],
+                         units={"n_examples": "examples"})
     if table.empty:
         table["signal_name"] = []
         return table
-    table["signal_name"] = table["signal"].map(SIGNALS)
+    table.insert(table.columns.get_loc("signal") + 1, "signal_name", table["signal"].map(short))
     cols = group_columns(table)
+    words = [c for c in COST_TEXT if c in per_run.columns]
+    if words:
+        first = per_run.groupby(cols + ["set", "signal"], dropna=False)[words].first().reset_index()
+        table = table.merge(first, on=cols + ["set", "signal"], how="left")
     order = table.assign(_set=table["set"].map({s: i for i, s in enumerate(SETS)}),
-                         _signal=table["signal"].map({s: i for i, s in enumerate(SIGNALS)}))
+                         _signal=table["signal"].map({s: i for i, s in enumerate(REGISTRY)}).fillna(len(REGISTRY)))
     return order.sort_values(cols + ["_set", "_signal"]).drop(columns=["_set", "_signal"]).reset_index(drop=True)
 
 
@@ -292,7 +306,7 @@ def summarise(per_run: pd.DataFrame) -> Output:
     groups = list(configs(table))
     sets = [s for s in SETS if s in set(table["set"])]
     n_signals = int(table.groupby(group_columns(table) + ["set"])["signal"].nunique().max())
-    fig, axes = panel_grid(len(groups), len(sets), size=(max(4.2, 0.75 * n_signals + 1.4), 3.7))
+    fig, axes = panel_grid(len(groups), len(sets), size=(max(4.2, 0.62 * n_signals + 1.4), 3.9))
     colours = {"auroc": "tab:blue", "average_precision": "tab:green", "precision_at_rate": "tab:orange"}
     used = []
     for i, (config, rows) in enumerate(groups):
@@ -312,8 +326,7 @@ def summarise(per_run: pd.DataFrame) -> Output:
             ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance AUROC (0.5)")
             ax.axhline(float(part["chance_mean"].mean()), color="black", lw=0.8, ls="--",
                        label="chance precision and AP (= share of noisy)")
-            ax.set_xticks(x, [SHORT.get(s, s) for s in part["signal"]], rotation=30, ha="right",
-                          rotation_mode="anchor")
+            ax.set_xticks(x, [short(s) for s in part["signal"]], rotation=35, ha="right", rotation_mode="anchor")
             ax.set_ylim(0, 1.05)
             ax.set_xlabel("signal")
             ax.set_ylabel("AUROC or precision (0-1)")
@@ -322,16 +335,11 @@ def summarise(per_run: pd.DataFrame) -> Output:
     return Output(table, fig)
 
 
-def detection(
-    examples: pd.DataFrame | None = None,
-    flips: pd.DataFrame | None = None,
-    dropout_examples: pd.DataFrame | None = None,
-    oos_predictions: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-) -> Output:
+def detection(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
+              aux_runs=None) -> Output:
     """Per configuration, set and signal, AUROC, average precision and precision at the noise rate across seeds,
-    with the figure of `summarise`."""
-    return summarise(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs))
+    with each signal's cost and the figure of `summarise`."""
+    return summarise(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs))
 
 
 def _value(row: pd.Series, metric: str = "auroc") -> str:
@@ -341,10 +349,18 @@ def _value(row: pd.Series, metric: str = "auroc") -> str:
     return f"{m:.3f}"
 
 
+def _trainings_text(row: pd.Series) -> str:
+    n = pd.to_numeric(pd.Series([row.get("extra_trainings")]), errors="coerce").iloc[0]
+    if pd.notna(n) and n > 0:
+        return f"{n:.0f} extra training{'s' if n != 1 else ''} per run"
+    return "extra trainings of its own"
+
+
 def verdicts(table: pd.DataFrame) -> list[str]:
     """One sentence per configuration and set: which signal has the highest mean AUROC, with its number, the
-    runner-up's, whether their 95% intervals across seeds overlap, and the best localization signal against
-    the best other detector where the set has both."""
+    runner-up's, whether their 95% intervals across seeds overlap; where the winner needs trainings of its own
+    (cleanlab's folds, SSFT's halves), the best signal that needs none; the best localization signal against
+    the best other detector where the set has both; and the weakest signal."""
     out = []
     if table.empty:
         return out
@@ -355,30 +371,41 @@ def verdicts(table: pd.DataFrame) -> list[str]:
             if part.empty:
                 continue
             n = int(part["n_seeds"].max())
-            n_ex = part["n_mean"].iloc[0]
+            n_ex = part["n_examples_mean"].iloc[0]
             where = f"{config_label(config)} ({seeds(n)}), {name} ({n_ex:.0f} examples per run)"
             best = part.iloc[0]
-            text = f"{where}: {SHORT.get(best['signal'], best['signal'])} wins with AUROC {_value(best)}"
+            text = f"{where}: {short(best['signal'])} wins with AUROC {_value(best)}"
             if len(part) == 1:
                 out.append(text + "; it is the only signal that scores this set.")
                 continue
             second = part.iloc[1]
-            text += f", ahead of {SHORT.get(second['signal'], second['signal'])} ({_value(second)})"
+            text += f", ahead of {short(second['signal'])} ({_value(second)})"
             if best["auroc_mean"] == second["auroc_mean"]:
                 text += ", a tie"
-            elif n < 2 or not np.isfinite([best["auroc_lo"], second["auroc_hi"]]).all():
+            elif n < 2:
                 text += "; one seed, so no intervals say whether the lead is more than seed-to-seed variation"
+            elif not np.isfinite([best["auroc_lo"], second["auroc_hi"]]).all():
+                text += (f"; {n} seeds, too few for an interval, so nothing says whether the lead is more than "
+                         "seed-to-seed variation")
             elif best["auroc_lo"] <= second["auroc_hi"]:
                 text += "; their 95% intervals overlap, so the lead is within seed-to-seed variation"
             else:
                 text += "; their 95% intervals do not overlap"
-            local = part[part["signal"].isin(LOCALIZATION)]
-            other = part[~part["signal"].isin(LOCALIZATION)]
+            free = part[~part["signal"].map(_trains)]
+            if _trains(best["signal"]) and len(free):
+                f = free.iloc[0]
+                text += (f". {short(best['signal'])} needs {_trainings_text(best)}; the best signal that needs none, "
+                         f"{short(f['signal'])}, reaches {f['auroc_mean']:.3f}")
+            local = part[part["signal"].map(is_localization)]
+            other = part[~part["signal"].map(is_localization)]
             if len(local) and len(other):
                 a, b = local.iloc[0], other.iloc[0]
                 better = "better than" if a["auroc_mean"] > b["auroc_mean"] else "no better than"
-                text += (f". The best localization signal, {SHORT[a['signal']]} ({a['auroc_mean']:.3f}), is {better} "
-                         f"the best other detector, {SHORT.get(b['signal'], b['signal'])} ({b['auroc_mean']:.3f})")
+                text += (f". The best localization signal, {short(a['signal'])} ({a['auroc_mean']:.3f}), is {better} "
+                         f"the best other detector, {short(b['signal'])} ({b['auroc_mean']:.3f})")
+            if len(part) >= 3:
+                worst = part.iloc[-1]
+                text += f". The weakest is {short(worst['signal'])} ({worst['auroc_mean']:.3f})"
             out.append(text + ".")
     return out
 
@@ -393,9 +420,10 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 
 def suspects(scores: pd.DataFrame, examples: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Per run, every example it has scores for (its training examples): example_id, label, original_label,
-    is_noisy, then per signal `<signal>_score` and `<signal>_rank` (1 = most suspicious; ties in example order;
-    empty where the signal does not score the example), sorted by the first SUSPECTS_ORDER signal's rank
-    (AUM's where the run has it). The column `sorted_by` names that signal."""
+    is_noisy, then per signal its natural value (column `<signal>`, e.g. `aum` = the AUM itself, `units_to_flip`
+    = the units, inf when it never flipped) and `<signal>_rank` (1 = most suspicious in the signal's direction;
+    ties in example order; empty where the signal does not score the example), sorted by the first
+    SUSPECTS_ORDER signal's rank (AUM's where the run has it). The column `sorted_by` names that signal."""
     examples = ordinary(examples)
     out = {}
     if scores.empty:
@@ -413,12 +441,13 @@ def suspects(scores: pd.DataFrame, examples: pd.DataFrame | None = None) -> dict
                 table[col] = pd.array([pd.NA] * len(table), dtype="Int64")
         noisy = part.drop_duplicates("example_id").set_index("example_id")["is_noisy"]
         table["is_noisy"] = table["example_id"].map(noisy).astype("boolean")
-        present = [s for s in SIGNALS if s in set(part["signal"])]
+        present = [s for s in REGISTRY if s in set(part["signal"])]
+        present += sorted(set(part["signal"]) - set(present))
         for signal in present:
             sig = part[(part["signal"] == signal) & part["score"].notna()].drop_duplicates("example_id")
             sig = sig.sort_values("example_id")
             frame = pd.DataFrame({"example_id": sig["example_id"].to_numpy(np.int64),
-                                  f"{signal}_score": sig["score"].to_numpy(float),
+                                  signal: sig["value"].to_numpy(float),
                                   f"{signal}_rank": _ranks(sig["score"].to_numpy(float))})
             table = table.merge(frame, on="example_id", how="left")
             table[f"{signal}_rank"] = table[f"{signal}_rank"].astype("Int64")

@@ -22,6 +22,7 @@ from analyses.plotting import (
     errorbars,
     legend_below,
     new_figure,
+    seed_points,
     styled,
     wrap_grid,
 )
@@ -167,6 +168,7 @@ def _bars(table: pd.DataFrame, by: str, order: list[str], labels: dict | None = 
                              for s in ("mean", "lo", "hi"))
             ax.bar(pos, np.nan_to_num(means), width, yerr=errorbars(means, lo, hi), capsize=2,
                    color=colours[row[by]], label=names[row[by]])
+            seed_points(ax, pos, [row.get(f"{v}_seeds") for v in ACC], PERCENT)
             marks = np.array([row.get(f"paper_{v}", np.nan) for v in ACC], dtype=float) * PERCENT
             if np.isfinite(marks).any():
                 ax.plot(pos, marks, "kx", ms=7, mew=1.5, label="paper")

@@ -18,14 +18,22 @@ from analyses.plotting import (
     integer_ticks,
     legend_below,
     legend_right,
+    seed_points,
     styled,
     wrap_grid,
 )
-from analyses.stats import across_seeds, group_columns
+from analyses.stats import across_seeds, declare, group_columns
+from sweep.schemas import ACC, DIFFERENCE
 
 KINDS = ("clean", "noisy")
 COLOURS = {"clean": "tab:blue", "noisy": "tab:red"}
 EVAL_SETS = (("clean_acc", "clean train"), ("noisy_acc", "noisy train"), ("test_acc", "test"))
+
+
+RULE = "flip_units"  # the row column recording the unit rule (outputs / paper): rows of two rules never pool
+declare({"median_units": "units", "censored_median_units": "units", "mean_units": "units", "flipped_frac": ACC,
+         "n_examples": "examples", "cap_units": "units", "fraction": ACC, "n_capped": "examples",
+         **{f"{column}_drop": DIFFERENCE for column, _ in EVAL_SETS}})
 
 
 def _with_kind(flips: pd.DataFrame) -> pd.DataFrame:
@@ -33,27 +41,71 @@ def _with_kind(flips: pd.DataFrame) -> pd.DataFrame:
     return flips.assign(kind=np.where(flips["is_noisy"].astype(bool), "noisy", "clean"))
 
 
+def _keys(flips: pd.DataFrame, *more: str) -> list[str]:
+    """The unit rule (where the rows record it), then `more`: what every Figure 5 table is split by beyond the
+    configuration."""
+    return ([RULE] if RULE in flips.columns else []) + list(more)
+
+
+def censored_median(units: pd.Series, flipped: pd.Series) -> float:
+    """Median units to flip over every analysed example, an unflipped (capped) one counting as +infinity: its
+    count is only known to exceed the cap. Infinite when at least half of them hit the cap (then the median
+    itself is only known to exceed it); NaN for no examples."""
+    values = np.where(flipped.astype(bool).to_numpy(), units.to_numpy(dtype=float), np.inf)
+    if values.size == 0:
+        return float("nan")
+    ordered = np.sort(values)
+    middle = (values.size - 1) / 2
+    low, high = ordered[int(np.floor(middle))], ordered[int(np.ceil(middle))]
+    return float(high) if not np.isfinite(high) else float((low + high) / 2)
+
+
+def capped_text(value: float, cap: float, digits: int | None = 1) -> str:
+    """A censored median for a table: the number (`digits` decimals, None: as short as it goes), or '> cap' when
+    it is infinite (at least half capped)."""
+    if np.isnan(value):
+        return "-"
+    if np.isinf(value):
+        return f"> {cap:g}" if np.isfinite(cap) else "> cap"
+    return f"{value:g}" if digits is None else f"{value:.{digits}f}"
+
+
+def _title(config: dict, n: int) -> str:
+    """The panel title, with the unit rule where the rows record it."""
+    rule = f"\nunits: {config[RULE]} rule" if isinstance(config.get(RULE), str) else ""
+    return config_title(config, n) + rule
+
+
 @styled
 def figure5a(flips: pd.DataFrame) -> Output:
     """Units removed until the prediction flips, clean vs noisy targets.
 
-    Per run and kind: median and mean units over the examples that flipped, the fraction that flipped
-    before the cap, and the number analysed; then across seeds. The cap censors: an example that hit it is
-    left out of the median and mean (its count is unknown, only larger than the cap) and counted in
-    `flipped_frac`, which the figure shows beside each median. The paper's approximate 'about 5' for noisy
-    examples is put beside noisy rows of a matching setting.
+    Per run and kind: the censored median over every analysed example (`censored_median_units`: one that hit
+    the cap unflipped counts as +infinity, its count being only known to exceed the cap; infinite, shown as
+    '> cap', when at least half hit it), the median and mean units over the examples that flipped, the fraction
+    that flipped before the cap, the number analysed and the cap (`cap_units`: the most units an unflipped
+    example was given; NaN when every example flipped); then across seeds (an infinite censored median in any
+    seed makes the across-seed mean '> cap'). The paper's approximate 'about 5' for noisy examples is put
+    beside noisy rows of a matching setting counted by the paper's unit rule.
     """
     df = _with_kind(flips)
     cols = group_columns(df)
+    keys = _keys(df, "kind")
     flipped = df[df["flipped"].astype(bool)]
-    per_run = df.groupby(cols + ["run_id", "kind"], dropna=False).agg(
+    by = cols + ["run_id"] + keys
+    per_run = df.groupby(by, dropna=False).agg(
         n_examples=("example_id", "size"), flipped_frac=("flipped", "mean")
     )
-    units = flipped.groupby(cols + ["run_id", "kind"], dropna=False)["n_units"].agg(
+    per_run["censored_median_units"] = df.groupby(by, dropna=False)[["n_units", "flipped"]].apply(
+        lambda g: censored_median(g["n_units"], g["flipped"]))
+    capped = df[~df["flipped"].astype(bool)]
+    per_run["cap_units"] = capped.groupby(by, dropna=False)["n_units"].max().astype(float)
+    units = flipped.groupby(by, dropna=False)["n_units"].agg(
         median_units="median", mean_units="mean"
     )
     per_run = per_run.join(units).reset_index()
-    table = across_seeds(per_run, ["median_units", "mean_units", "flipped_frac", "n_examples"], keys=["kind"])
+    values = ["censored_median_units", "median_units", "mean_units", "flipped_frac", "n_examples", "cap_units"]
+    table = across_seeds(per_run, values, keys=keys)
     paper_units, notes = [], []
     for _, row in table.iterrows():
         number = paper.flip_units_noisy(row)
@@ -70,7 +122,7 @@ def figure5a(flips: pd.DataFrame) -> Output:
     table["paper_note"] = notes
     if table.empty:
         return Output(table, None)
-    groups = list(configs(df))
+    groups = list(configs(df, cols + _keys(df)))
     fig, axes = wrap_grid(len(groups), max_cols=2, size=(6.2, 3.0))
     for ax, (config, rows) in zip(axes, groups, strict=False):
         done = rows[rows["flipped"].astype(bool)]
@@ -81,21 +133,25 @@ def figure5a(flips: pd.DataFrame) -> Output:
         for kind in KINDS:
             values = done.loc[done["kind"] == kind, "n_units"]
             if len(values):
-                share = len(values) / max(1, int((rows["kind"] == kind).sum()))
+                analysed = rows[rows["kind"] == kind]
+                share = len(values) / max(1, len(analysed))
+                cap = analysed.loc[~analysed["flipped"].astype(bool), "n_units"].max()
+                everyone = capped_text(censored_median(analysed["n_units"], analysed["flipped"]),
+                                       float(cap) if pd.notna(cap) else np.nan, digits=None)
                 ax.hist(
                     values, bins=bins, alpha=0.55, color=COLOURS[kind],
-                    label=f"{kind}: median {values.median():g} of the {share:.0%} that flipped",
+                    label=f"{kind}: {share:.0%} flipped; median {values.median():g} of those, {everyone} of all",
                 )
                 ax.axvline(values.median(), ls="--", lw=1, color=COLOURS[kind])
         if top > 40:
             ax.set_xscale("log")
         not_flipped = int((~rows["flipped"].astype(bool)).sum())
-        ax.set_title(config_title(config, rows["run_id"].nunique()))
+        ax.set_title(_title(config, rows["run_id"].nunique()))
         ax.set_xlabel("units removed until the prediction flips")
         ax.set_ylabel("examples (count)")
         integer_ticks(ax, "y")
-        legend_right(ax, title=f"targets (dashed: median)\n{not_flipped} hit the cap unflipped:\n"
-                               "out of the median, in the flipped share")
+        legend_right(ax, title=f"targets (dashed: median of the flipped)\n{not_flipped} hit the cap unflipped: "
+                               "'of all'\ncounts them as more than the cap")
     return Output(table, fig)
 
 
@@ -111,10 +167,10 @@ def figure5b(flips: pd.DataFrame) -> Output:
         if column in df.columns and f"{column}_base" in df.columns:
             df[f"{column}_drop"] = df[f"{column}_base"].astype(float) - df[column].astype(float)
             drops.append(f"{column}_drop")
-    table = across_seeds(df, drops, keys=["kind"])
+    table = across_seeds(df, drops, keys=_keys(df, "kind"))
     if table.empty:
         return Output(table, None)
-    groups = list(configs(table))
+    groups = list(configs(table, group_columns(table) + _keys(table)))
     fig, axes = wrap_grid(len(groups), size=(4.0, 3.0))
     names = dict(EVAL_SETS)
     for ax, (config, rows) in zip(axes, groups, strict=False):
@@ -128,11 +184,12 @@ def figure5b(flips: pd.DataFrame) -> Output:
             hi = np.array([row[f"{d}_hi"].iloc[0] for d in drops], dtype=float) * PERCENT
             ax.bar(x + offset, means, 0.4, yerr=errorbars(means, lo, hi), capsize=3, color=COLOURS[kind],
                    label=f"{kind} target flipped")
+            seed_points(ax, x + offset, [row[f"{d}_seeds"].iloc[0] for d in drops], PERCENT)
         ax.set_xticks(x, [names[d.removesuffix("_drop")] for d in drops])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlabel("evaluation set")
         ax.set_ylabel("accuracy lost by the edit\n(percentage points)")
-        ax.set_title(config_title(config, int(rows["n_seeds"].max())))
+        ax.set_title(_title(config, int(rows["n_seeds"].max())))
     legend_below(fig, axes)
     return Output(table, fig)
 
@@ -170,7 +227,7 @@ def figure5c(
     [0, 1]; the figure draws it in percent.
     """
     df = _with_kind(flips)
-    cols = group_columns(df)
+    cols = group_columns(df) + _keys(df)
     capped = (~df["flipped"].astype(bool)).groupby([df["run_id"], df["kind"]]).sum()  # run_id fixes the config
     records = []
     for row in df[df["flipped"].astype(bool)][cols + ["run_id", "kind", "example_id", "units"]].itertuples(
@@ -200,9 +257,9 @@ def figure5c(
         long["layer"] = long["layer_name"].map(number)
         long["n_capped"] = [int(capped.get((r, k), 0)) for r, k in zip(long["run_id"], long["kind"], strict=True)]
         parts.append(long.assign(**config))
-    table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction", "n_capped"], keys=keys)
-    table = table.sort_values(group_columns(table) + ["kind", "layer"], kind="stable").reset_index(drop=True)
-    groups = list(configs(table))
+    table = across_seeds(pd.concat(parts, ignore_index=True), ["fraction", "n_capped"], keys=_keys(df, *keys))
+    table = table.sort_values(cols + ["kind", "layer"], kind="stable").reset_index(drop=True)
+    groups = list(configs(table, cols))
     fig, axes = wrap_grid(len(groups), max_cols=2, size=(5.6, 3.6))
     for ax, (config, rows) in zip(axes, groups, strict=False):
         layers = rows.drop_duplicates("layer_name").sort_values("layer")
@@ -217,12 +274,13 @@ def figure5c(
             lo, hi = part["fraction_lo"].to_numpy(float) * PERCENT, part["fraction_hi"].to_numpy(float) * PERCENT
             ax.bar(x + offset, means, 0.4, yerr=errorbars(means, lo, hi), capsize=2, color=COLOURS[kind],
                    label=f"{kind} targets (flipped)")
+            seed_points(ax, x + offset, list(part["fraction_seeds"]), PERCENT)
             capped_note.append(f"{kind} {float(part['n_capped_mean'].dropna().iloc[0]):g}")
         ax.set_xticks(x, [f"{i} {g}" for i, g in zip(layers["layer"], names, strict=True)], rotation=50,
                       ha="right", rotation_mode="anchor")
         ax.set_xlabel("layer group (forward order)")
         ax.set_ylabel("share of an example's\nremoved units (%)")
-        ax.set_title(config_title(config, int(rows["n_seeds"].max()))
+        ax.set_title(_title(config, int(rows["n_seeds"].max()))
                      + "\ncapped per run, left out: " + ", ".join(capped_note))
     legend_below(fig, axes)
     return Output(table, fig)

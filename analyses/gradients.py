@@ -24,6 +24,10 @@ from analyses.plotting import (
 from analyses.stats import across_seeds
 
 NORM = "gradient norm contribution\n(sum of ‖G‖₂/√numel)"
+# The two clean/noisy cosines of a layer group: the mean over its tensors (the paper's code; drawn) and the cosine
+# of its gradients flattened into one vector (in the table, where the results have it: large tensors weigh more).
+COSINES = (("cosine", "mean over the group's tensors, as the paper's code"),
+           ("cosine_flat", "the group's gradient flattened into one vector"))
 
 
 def memorization_window(last_epoch: int) -> tuple[int, int]:
@@ -88,8 +92,12 @@ def figure1(gradients: pd.DataFrame) -> Output:
 
 @styled
 def figure2(gradients: pd.DataFrame) -> Output:
-    """Cosine between the clean and the noisy examples' summed gradients, layer x epoch, across seeds."""
-    table = across_seeds(gradients, ["cosine"], keys=["layer", "layer_name", "epoch"])
+    """Cosine between the clean and the noisy examples' summed gradients, layer x epoch, across seeds.
+
+    The table has both cosines of `COSINES` (`cosine_flat` only where the results have it); the heatmap draws
+    `cosine`, the mean over the group's tensors as the paper's code computes it, and its colour bar says so."""
+    values = [c for c, _ in COSINES if c in gradients.columns]
+    table = across_seeds(gradients, values, keys=["layer", "layer_name", "epoch"])
     if table.empty:
         return Output(table, None)
     groups = list(configs(table))
@@ -103,5 +111,5 @@ def figure2(gradients: pd.DataFrame) -> Output:
         ax.set_title(config_title(config, int(rows["n_seeds"].max())))
         ax.set_xlabel("epoch")
         ax.set_ylabel("layer group")
-        fig.colorbar(image, ax=ax, label="cosine(clean, noisy gradient)\n(-1 to 1)")
+        fig.colorbar(image, ax=ax, label="cosine(clean, noisy gradient), -1 to 1:\nmean over the group's tensors")
     return Output(table, fig)

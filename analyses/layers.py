@@ -26,8 +26,12 @@ from analyses.plotting import (
     seeds,
     styled,
 )
-from analyses.stats import across_seeds
+from analyses.stats import across_seeds, declare, group_columns
 
+declare({"last_epoch": "epoch"})
+# "Best single-layer rewind": only cells that keep clean accuracy within this much (a fraction: 5 points) of the
+# final model's count, so a rewind that wrecks the whole model is not read as removing memorization.
+CLEAN_TOLERANCE = 0.05
 ACCURACIES = (("clean_acc", "clean train"), ("noisy_acc", "noisy train (memorized)"), ("test_acc", "test"))
 LAYERS_PER_ROW = 5  # Figure 4's small multiples: one panel per layer group, wrapped
 
@@ -141,13 +145,41 @@ def final_retraining(retraining: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={f"retrain_epoch_{s}": f"last_epoch_{s}" for s in ("mean", "lo", "hi")})
 
 
-def best_rewind(rewinding: pd.DataFrame) -> pd.DataFrame:
-    """Per layer, the rewind that lowers noisy accuracy most (across-seed means), with the clean and test
-    accuracy it keeps, and the final model's where recorded: the compact answer to 'does any single layer
-    hold the memorization?'."""
+def clean_kept(table: pd.DataFrame, tolerance: float = CLEAN_TOLERANCE) -> pd.Series:
+    """Per row of an across-seed rewinding table: does the cell keep clean accuracy within `tolerance` of the
+    final model's (mean against mean)? NaN where the final model's accuracy is not recorded."""
+    if "clean_acc_base_mean" not in table.columns:
+        return pd.Series(np.nan, index=table.index, dtype=object)
+    kept = table["clean_acc_mean"] >= table["clean_acc_base_mean"] - tolerance - 1e-12
+    return kept.where(table["clean_acc_base_mean"].notna() & table["clean_acc_mean"].notna())
+
+
+def best_rewind(rewinding: pd.DataFrame, tolerance: float = CLEAN_TOLERANCE) -> pd.DataFrame:
+    """Per layer, the rewind that lowers noisy accuracy most (across-seed means) among the cells whose clean
+    accuracy stays within `tolerance` (5 points) of the final model's, with the clean and test accuracy it keeps
+    and the final model's: the compact answer to 'does any single layer hold the memorization?' without
+    counting a rewind that breaks the whole model. `choice` says how each row was picked: `clean kept` (the
+    rule), `none kept clean accuracy` (no cell of that layer qualifies: the row has the layer and NaN
+    elsewhere) or `unrestricted` (results without the final model's accuracy, so the rule cannot be applied:
+    the lowest noisy accuracy of all cells)."""
     table = across_seeds(rewinding, _values(rewinding), keys=["layer", "layer_name", "rewind_epoch"])
     if table.empty:
-        return table
-    keys = [c for c in table.columns if c in ("dataset", "arch", "variant", "noise", "width")] + ["layer"]
-    idx = table.groupby(keys, dropna=False)["noisy_acc_mean"].idxmin()
-    return table.loc[np.sort(idx.dropna().astype(int).to_numpy())].reset_index(drop=True)
+        return table.assign(choice=pd.Series(dtype=object))
+    keys = [*group_columns(table), "layer"]
+    kept = clean_kept(table, tolerance)
+    rows = []
+    for _, cells in table.groupby(keys, dropna=False, sort=True):
+        known = kept.loc[cells.index]
+        if known.isna().all():
+            pick, choice = cells["noisy_acc_mean"].idxmin(), "unrestricted"
+        elif known.fillna(False).astype(bool).any():
+            pick, choice = cells.loc[known.fillna(False).astype(bool), "noisy_acc_mean"].idxmin(), "clean kept"
+        else:
+            empty = cells.iloc[[0]].copy()
+            measured = [c for c in empty.columns if c not in keys and c not in ("layer_name", "config_id")
+                        and c not in group_columns(table)]
+            empty[measured] = np.nan
+            rows.append(empty.assign(choice="none kept clean accuracy"))
+            continue
+        rows.append(table.loc[[pick]].assign(choice=choice))
+    return pd.concat(rows).reset_index(drop=True)

@@ -4,9 +4,15 @@ The engine writes one file per run (and per probe shard) under <results>/<table>
 renamed into place. A sweep that is still running or was interrupted has some tables missing or half of
 their files; analyses must work on whatever is there, so a missing table reads as None, not an error.
 
-Out-of-sample ("fold") runs (`cv_folds` > 0) are extra trainings whose only purpose is the `oos_predictions`
-table (confident learning, analyses.confident). `Results.table` leaves their rows out of every other table but
-`runs`, so no paper figure or table pools them with the ordinary runs; `Results.raw` keeps everything.
+Auxiliary trainings, out-of-sample ("fold") runs (`cv_folds` > 0, for `oos_predictions`: confident learning,
+analyses.confident) and second-split forgetting runs (`ssft_half` > 0, for `ssft`), write their runs / examples
+/ epochs / gradients rows to the `aux_*` twins of those tables (sweep.store.table_for), so a plain
+`pd.read_parquet` of a main table, and `Results.table`, hold ordinary runs only.
+
+Older results folders (layout 2 and before) have the fold runs' rows in the main tables. They are upgraded on
+read, in memory: `Results.table("epochs")` leaves them out and `Results.table("aux_epochs")` holds them, so
+the report reads such a folder as it reads a new one (nothing on disk changes; a sweep over the folder moves
+them for good, see sweep.plan.misplaced_files). `Results.raw` is each folder as written.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from sweep.schemas import AUX_PREFIX, TRAINING_TABLES
 
 TABLES = (
     "runs",
@@ -28,25 +36,51 @@ TABLES = (
     "dropout",
     "dropout_examples",
     "oos_predictions",
+    "ssft",
+    *(f"{AUX_PREFIX}{name}" for name in TRAINING_TABLES),
 )
-# Tables whose fold-run rows `Results.table` keeps: the runs (the overview counts them) and their predictions.
-WITH_FOLD_RUNS = ("runs", "oos_predictions")
+# Tables whose auxiliary rows `Results.table` keeps: the auxiliary trainings' own outputs.
+WITH_FOLD_RUNS = ("oos_predictions", "ssft", *(f"{AUX_PREFIX}{name}" for name in TRAINING_TABLES))
+
+
+def _positive(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df.columns:
+        return pd.Series(False, index=df.index)
+    return pd.to_numeric(df[column], errors="coerce").fillna(0).astype(float) > 0
 
 
 def is_fold_run(df: pd.DataFrame) -> pd.Series:
     """True on the rows of out-of-sample fold runs (cv_folds > 0); all False for results written before the
     cv columns existed."""
-    if "cv_folds" not in df.columns:
-        return pd.Series(False, index=df.index)
-    return pd.to_numeric(df["cv_folds"], errors="coerce").fillna(0).astype(float) > 0
+    return _positive(df, "cv_folds")
+
+
+def is_auxiliary(df: pd.DataFrame) -> pd.Series:
+    """True on the rows of auxiliary trainings (cv_folds > 0 or ssft_half > 0; RunConfig.auxiliary)."""
+    return _positive(df, "cv_folds") | _positive(df, "ssft_half")
 
 
 def ordinary(df: pd.DataFrame | None) -> pd.DataFrame | None:
-    """`df` without the rows of out-of-sample fold runs (unchanged when it has none or no cv columns)."""
+    """`df` without the rows of auxiliary trainings (unchanged when it has none or no such columns)."""
     if df is None:
         return None
-    folds = is_fold_run(df)
-    return df if not folds.any() else df[~folds].reset_index(drop=True)
+    aux = is_auxiliary(df)
+    return df if not aux.any() else df[~aux].reset_index(drop=True)
+
+
+def _auxiliary_part(df: pd.DataFrame | None) -> pd.DataFrame | None:
+    if df is None:
+        return None
+    aux = is_auxiliary(df)
+    return df[aux].reset_index(drop=True) if aux.any() else None
+
+
+def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+    present = [f for f in frames if f is not None]
+    if not present:
+        return None
+    nonempty = [f for f in present if len(f)]
+    return pd.concat(nonempty, ignore_index=True) if len(nonempty) > 1 else (nonempty or present)[0]
 
 
 def table_files(results: str | Path, table: str) -> list[Path]:
@@ -110,23 +144,33 @@ class Results:
         self.root = Path(self.root)
 
     def raw(self, name: str) -> pd.DataFrame | None:
-        """The table as written, fold runs' rows included; None if missing."""
+        """The table's files as written (a main table of an older folder may hold fold runs); None if missing."""
         if name not in self._cache:
             self._cache[name] = load_table(self.root, name, self.problems)
         return self._cache[name]
 
     def table(self, name: str) -> pd.DataFrame | None:
-        """The table, or None if missing; an empty table is returned as an empty DataFrame. Rows of
-        out-of-sample fold runs (cv_folds > 0) are left out, except in `runs` and `oos_predictions`."""
+        """The table, or None if missing; an empty table is returned as an empty DataFrame. A main table holds
+        ordinary runs only; an `aux_*` table the auxiliary trainings, with those an older folder wrote into its
+        main table (upgraded on read, module docstring)."""
         if name not in self._kept:
-            df = self.raw(name)
-            self._kept[name] = df if name in WITH_FOLD_RUNS else ordinary(df)
+            main = name.removeprefix(AUX_PREFIX)
+            if name.startswith(AUX_PREFIX) and main in TRAINING_TABLES:
+                df = _concat([self.raw(name), _auxiliary_part(self.raw(main))])
+            else:
+                df = self.raw(name) if name in WITH_FOLD_RUNS else ordinary(self.raw(name))
+            self._kept[name] = df
         return self._kept[name]
 
     def fold_runs(self) -> int:
-        """How many runs of the runs table are out-of-sample fold runs."""
-        runs = self.raw("runs")
+        """How many out-of-sample fold runs the results hold (their runs rows)."""
+        runs = self.table(f"{AUX_PREFIX}runs")
         return 0 if runs is None else int(runs.loc[is_fold_run(runs), "run_id"].nunique())
+
+    def ssft_runs(self) -> int:
+        """How many second-split forgetting runs the results hold (their runs rows)."""
+        runs = self.table(f"{AUX_PREFIX}runs")
+        return 0 if runs is None else int(runs.loc[_positive(runs, "ssft_half"), "run_id"].nunique())
 
     def available(self, name: str) -> bool:
         """True when the table has at least one row."""
@@ -134,8 +178,8 @@ class Results:
         return df is not None and len(df) > 0
 
     def status(self) -> pd.DataFrame:
-        """Per table: number of files and rows (fold runs' rows included), or that it is missing/empty, for the
-        report's overview."""
+        """Per table: number of files and rows as written (an older folder's main tables with its fold runs), or
+        that it is missing/empty, for the report's overview."""
         rows = []
         for name in TABLES:
             df = self.raw(name)

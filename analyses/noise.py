@@ -6,18 +6,21 @@ only series with two or more noise rates are drawn. Per run, then across seeds a
 - accuracy at the end of training (epochs, last epoch): noisy train vs its noisy label (memorized), test,
   clean train;
 - units removed to flip a flipped example (flips): the run's median, noisy and clean targets;
-- best single-layer rewind (rewinding): the lowest noisy-train accuracy over layers x rewind epochs, beside
-  the final model's noisy-train accuracy on the same examples;
+- best single-layer rewind (rewinding): the lowest noisy-train accuracy over the layers x rewind epochs that keep
+  clean accuracy within 5 points of the final model's (analyses.layers.CLEAN_TOLERANCE; NaN for a run where
+  none does), beside the final model's noisy-train accuracy on the same examples;
 - mislabel detection AUROC per signal (examples, flips, dropout_examples, oos_predictions; see
   analyses.detection), on all training examples where the signal scores them, else on the flip subset.
 """
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
 from analyses.detection import SIGNALS, detection_per_run, headline
+from analyses.layers import CLEAN_TOLERANCE
 from analyses.plotting import (
     PERCENT,
     Output,
@@ -26,14 +29,15 @@ from analyses.plotting import (
     configs,
     errorbars,
     legend_below,
+    seed_points,
     seeds,
     styled,
 )
-from analyses.stats import across_seeds, group_columns
+from analyses.stats import across_seeds, declare, group_columns
+from sweep.schemas import ACC
 
 # (panel title, y label, scale, [(value column, line label, colour)])
-SIGNAL_COLOURS = ("tab:olive", "tab:pink", "tab:brown", "tab:gray", "tab:blue", "tab:red", "tab:green",
-                  "tab:purple")  # one per SIGNALS entry
+SIGNAL_COLOURS = tuple(matplotlib.colormaps["tab20"].colors)  # one per SIGNALS entry, in order (cycled)
 PANELS = (
     ("end of training", "accuracy (%)", PERCENT, [
         ("final_noisy_acc", "noisy train vs noisy label (memorized)", "tab:red"),
@@ -45,15 +49,17 @@ PANELS = (
         ("units_clean", "units to flip: clean targets", "tab:cyan"),
     ]),
     ("best single-layer rewind", "noisy-train accuracy (%)", PERCENT, [
-        ("rewind_noisy_acc", "lowest noisy-train accuracy over layers x rewind epochs", "tab:orange"),
+        ("rewind_noisy_acc", "lowest noisy-train accuracy over layers x rewind epochs\nthat keep clean accuracy "
+         "within 5 points", "tab:orange"),
         ("final_model_noisy_acc", "final model's noisy-train accuracy (same examples)", "black"),
     ]),
     ("finding the mislabeled examples", "detection AUROC (0-1; 0.5 = chance)", 1.0, [
-        (f"{signal}_auroc", f"AUROC: {name}", colour)
-        for (signal, name), colour in zip(SIGNALS.items(), SIGNAL_COLOURS, strict=True)
+        (f"{name}_auroc", f"AUROC: {signal.short}", SIGNAL_COLOURS[i % len(SIGNAL_COLOURS)])
+        for i, (name, signal) in enumerate(SIGNALS.items())
     ]),
 )
 VALUES = [v for _, _, _, lines in PANELS for v, _, _ in lines]
+declare({**{v: ACC for v in VALUES if v.endswith(("_acc", "_auroc"))}, "units_noisy": "units", "units_clean": "units"})
 
 
 def series_columns(df: pd.DataFrame) -> list[str]:
@@ -87,7 +93,10 @@ def per_run(
         units = done.groupby(["run_id", done["is_noisy"].astype(bool)])["n_units"].median().unstack()
         out = out.join(units.rename(columns={True: "units_noisy", False: "units_clean"}))
     if rewinding is not None and len(rewinding):
-        best = rewinding.groupby("run_id")["noisy_acc"].min().rename("rewind_noisy_acc")
+        cells = rewinding
+        if "clean_acc_base" in rewinding.columns:
+            cells = rewinding[rewinding["clean_acc"] >= rewinding["clean_acc_base"] - CLEAN_TOLERANCE - 1e-12]
+        best = cells.groupby("run_id")["noisy_acc"].min().rename("rewind_noisy_acc")
         out = out.join(best)
         if "noisy_acc_base" in rewinding.columns:
             out = out.join(rewinding.groupby("run_id")["noisy_acc_base"].mean().rename("final_model_noisy_acc"))
@@ -130,7 +139,9 @@ def noise_figure(
     present = [[p for p in PANELS if any(f"{v}_mean" in rows and rows[f"{v}_mean"].notna().any()
                                          for v, _, _ in p[3])] for _, rows in groups]
     n_cols = max(1, max(len(p) for p in present))
-    fig, subs = config_rows(len(groups), [3.1] * len(groups), width=3.4 * n_cols + 0.4, extra=0.9)
+    # room under the panels for the shared legend: two entries a row, one per line drawn (a row is ~0.16 in)
+    fig, subs = config_rows(len(groups), [3.1] * len(groups), width=3.4 * n_cols + 0.4,
+                            extra=0.3 + 0.16 * -(-len(VALUES) // 2))
     for sub, (config, rows), panels in zip(subs, groups, present, strict=False):
         rows = rows.sort_values("noise")
         x = rows["noise"].to_numpy(float) * PERCENT
@@ -144,9 +155,12 @@ def noise_figure(
             for i, (value, label, colour) in enumerate(drawn):
                 means = rows[f"{value}_mean"].to_numpy(float) * scale
                 lo, hi = rows[f"{value}_lo"].to_numpy(float) * scale, rows[f"{value}_hi"].to_numpy(float) * scale
-                dodge = (i - (len(drawn) - 1) / 2) * 0.012 * (x.max() - x.min())  # intervals side by side
+                # intervals side by side, spread over at most 6% of the axis however many lines a panel has
+                step = min(0.012, 0.06 / max(len(drawn) - 1, 1))
+                dodge = (i - (len(drawn) - 1) / 2) * step * (x.max() - x.min())
                 ax.errorbar(x + dodge, means, yerr=errorbars(means, lo, hi), marker="o", ms=4, lw=1.2, capsize=3,
                             color=colour, label=label)
+                seed_points(ax, x + dodge, list(rows[f"{value}_seeds"]), scale, color=colour)
             ax.set_xticks(x, [f"{v:g}" for v in x])
             ax.set_xlabel("noise rate (%)")
             ax.set_ylabel(ylabel)

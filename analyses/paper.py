@@ -1,9 +1,12 @@
 """The paper's numbers (DESIGN.md §9) as data, and the rule for when they apply to one of our settings.
 
-Maini et al. 2023 report these for full-width ResNet-9 at 10% label noise, trained 50 epochs at batch 512,
-with example-tied dropout at p_gen 0.4 / p_mem 0.2. A number is shown beside ours only when the whole setting
-matches (a field the row lacks counts as a mismatch); otherwise the report says there is no paper number, so
-a digits/MLP result, a narrow network or another p_mem is never read against the paper's figure by accident.
+Maini et al. 2023 report these for full-width ResNet-9 at 10% label noise, trained 50 epochs at batch 512 with
+a peak learning rate of 0.1 (its code's `lr1` default, triangular schedule), an ordinary training (not an
+out-of-sample fold or a second-split run), with example-tied dropout at p_gen 0.4 / p_mem 0.2 at the paper code's
+places, the sparse network as its fixed element-wise mask, and neuron flipping by the paper's unit rule. A number
+is shown beside ours only when every one of those fields matches (a field the row lacks counts as a mismatch);
+otherwise the report says there is no paper number, so a digits/MLP result, a narrow network, another learning
+rate or another p_mem is never read against the paper's figure by accident.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ NO_PAPER = "no paper number for this setting"
 
 PAPER_ARCH = "resnet9"
 PAPER_NOISE = 0.1
-# The setting every paper number belongs to, and what example-tied dropout adds to it.
-PAPER_SETTING = {"arch": PAPER_ARCH, "noise": PAPER_NOISE, "width": 1.0, "epochs": 50, "batch_size": 512}
-PAPER_TIED = {"p_gen": 0.4, "p_mem": 0.2}
+# The setting every paper number belongs to; then what each variant, and the flip analysis, adds to it.
+PAPER_SETTING = {"arch": PAPER_ARCH, "noise": PAPER_NOISE, "width": 1.0, "epochs": 50, "batch_size": 512, "lr": 0.1,
+                 "cv_folds": 0, "ssft_half": 0}
+PAPER_VARIANT = {
+    "tied": {"p_gen": 0.4, "p_mem": 0.2, "dropout_places": "paper"},
+    "dropout": {"dropout_places": "paper"},
+    "sparse": {"sparse_mask": "paper"},
+    "standard": {},
+}
+PAPER_TIED = PAPER_VARIANT["tied"]
+# The row column that records neuron flipping's unit rule (AnalysisConfig.flip_units), and the paper's rule.
+FLIP_RULE = {"flip_units": "paper"}
 
 # Table 1, example-tied dropout (p_gen 0.4, p_mem 0.2): percent, (clean, noisy, test).
 TABLE1 = {
@@ -63,20 +75,39 @@ CLAIMS = {
 
 
 def _same(value: object, wanted: object) -> bool:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return False
     if isinstance(wanted, str):
         return value == wanted
-    return math.isclose(float(value), float(wanted), abs_tol=1e-9)
+    try:
+        return math.isclose(float(value), float(wanted), abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
+
+
+def setting(config: Mapping[str, object]) -> dict[str, object]:
+    """Every field the paper's setting fixes for a row of this variant, with the paper's value (an unknown
+    variant has no paper setting: None, which nothing matches)."""
+    variant = config.get("variant")
+    extra = PAPER_VARIANT.get(variant) if isinstance(variant, str) else None
+    return {**PAPER_SETTING, **(extra if extra is not None else {"variant": None})}
+
+
+def mismatches(config: Mapping[str, object], want_dataset: str | None = None) -> list[str]:
+    """The fields of `config` (a row's configuration columns) that differ from the paper's setting, or that the
+    row lacks; empty when it is the paper's own."""
+    wanted = setting(config)
+    if want_dataset is not None:
+        wanted = {"dataset": want_dataset, **wanted}
+    return [key for key, value in wanted.items() if not _same(config.get(key), value)]
 
 
 def matches(config: Mapping[str, object], want_dataset: str | None = None) -> bool:
-    """True when `config` (a row's configuration columns) is the paper's own setting: ResNet-9 at full width,
-    10% noise, 50 epochs at batch 512, and p_gen 0.4 / p_mem 0.2 for example-tied dropout."""
-    if want_dataset is not None and config.get("dataset") != want_dataset:
-        return False
-    wanted = {**PAPER_SETTING, **(PAPER_TIED if config.get("variant") == "tied" else {})}
-    return all(_same(config.get(key), value) for key, value in wanted.items())
+    """True when `config` is the paper's own setting (`mismatches` is empty): ResNet-9 at full width, 10% noise,
+    50 epochs at batch 512 and lr 0.1, an ordinary run, and the variant's own fields (p_gen 0.4 / p_mem 0.2 and the
+    paper's dropout places for example-tied dropout, the paper's places for standard dropout, the paper's mask
+    for the sparse network)."""
+    return not mismatches(config, want_dataset)
 
 
 def table1_numbers(config: Mapping[str, object], phase: str) -> tuple[float, float, float] | None:
@@ -97,9 +128,12 @@ def table3_numbers(config: Mapping[str, object]) -> tuple[float, float] | None:
 
 
 def flip_units_noisy(config: Mapping[str, object]) -> float | None:
-    """The paper's approximate units-to-flip for noisy examples, or None if the setting does not match."""
+    """The paper's approximate units-to-flip for noisy examples, or None unless the training setting matches and
+    the row's flips were counted by the paper's unit rule (`FLIP_RULE`)."""
     dataset = config.get("dataset")
     if dataset not in FLIP_NOISY_UNITS or not matches(config):
+        return None
+    if not all(_same(config.get(key), value) for key, value in FLIP_RULE.items()):
         return None
     return FLIP_NOISY_UNITS[dataset]
 

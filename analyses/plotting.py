@@ -26,7 +26,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator
 
-from analyses.stats import group_columns
+from analyses.stats import MIN_SEEDS, group_columns
 
 DPI = 150  # resolution of the report's PNGs; every figure is written as SVG too
 PERCENT = 100.0  # accuracies, fractions and shares are drawn in percent
@@ -48,6 +48,8 @@ STYLE = {
 ACC_COLOURS = {"clean_acc": "tab:blue", "noisy_acc": "tab:red", "noisy_true_acc": "tab:orange",
                "test_acc": "tab:green"}  # one colour per evaluation set in every figure
 FINAL_MODEL = "final-model"  # gid of the marks that show the final (unedited) model's accuracy
+SEEDS = "seed-points"  # gid of the points that show each seed where there are too few seeds for an interval
+SEED_LABEL = f"dots: each seed (fewer than {MIN_SEEDS} seeds: no interval)"
 F = TypeVar("F", bound=Callable)
 
 
@@ -166,10 +168,12 @@ def legend_below(fig: Figure | SubFigure, axes: Sequence[Axes] | None = None, nc
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 seen.setdefault(label, handle)
         labels, handles = list(seen), list(seen.values())
+    handles, labels = _seed_entry_last(list(handles), list(labels or []))
     if not handles:
         return None
     # As many columns as fit the figure's width (a legend wider than the figure would be cut off).
-    entry = max(len(str(label)) for label in labels) * 0.62 * TEXT_PT / 72 + 0.8  # inches, marker and gap included
+    longest = max(len(line) for label in labels for line in str(label).splitlines() or [""])
+    entry = longest * 0.62 * TEXT_PT / 72 + 0.8  # inches, marker and gap included
     width = fig.get_figure(root=True).get_size_inches()[0]
     fits = max(1, int(width // entry))
     ncols = max(1, min(ncols or 4, len(handles), fits))
@@ -178,9 +182,16 @@ def legend_below(fig: Figure | SubFigure, axes: Sequence[Axes] | None = None, nc
 
 def legend_right(ax: Axes, **kwargs) -> Legend | None:
     """The panel's own legend, beside it on the right (never over its data)."""
-    if not ax.get_legend_handles_labels()[0]:
+    handles, labels = _seed_entry_last(*ax.get_legend_handles_labels())
+    if not handles:
         return None
-    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def _seed_entry_last(handles: list, labels: list[str]) -> tuple[list, list[str]]:
+    """The legend's entries with the seed points' entry (`SEED_LABEL`) moved to the end, after the data's own."""
+    order = sorted(range(len(labels)), key=lambda i: labels[i] == SEED_LABEL)
+    return [handles[i] for i in order], [labels[i] for i in order]
 
 
 def integer_ticks(ax: Axes, axis: str = "x") -> None:
@@ -190,11 +201,33 @@ def integer_ticks(ax: Axes, axis: str = "x") -> None:
 
 def band(ax: Axes, x: Sequence[float], table: pd.DataFrame, value: str, label: str, scale: float = 1.0,
          **style) -> None:
-    """A mean line with its across-seed interval shaded (the interval is absent for one seed)."""
+    """A mean line with its across-seed interval shaded where there is one; where there are two seeds (too few
+    for an interval) each seed's value as a point in the line's colour."""
     line = ax.plot(x, table[f"{value}_mean"].to_numpy(float) * scale, label=label, **style)[0]
     lo, hi = table[f"{value}_lo"].to_numpy(float), table[f"{value}_hi"].to_numpy(float)
     if np.isfinite(lo).any():
         ax.fill_between(x, lo * scale, hi * scale, color=line.get_color(), alpha=0.2, linewidth=0)
+    if f"{value}_seeds" in table.columns:
+        seed_points(ax, x, table[f"{value}_seeds"], scale, color=line.get_color())
+
+
+def seed_points(ax: Axes, x: Sequence[float], cells: Sequence, scale: float = 1.0, color: str = "black") -> int:
+    """Each seed's value (a `<v>_seeds` cell) as a small point at its x, for the rows with two to MIN_SEEDS - 1
+    seeds: they get no interval, so the figure shows the seeds themselves (one seed is the mean already drawn).
+    The first call on an axes adds a grey legend entry saying what the points are. Returns the points drawn."""
+    xs, ys = [], []
+    for position, cell in zip(x, cells, strict=True):
+        values = [float(v) for v in cell] if isinstance(cell, tuple | list | np.ndarray) else []
+        values = [v for v in values if np.isfinite(v)]
+        if 2 <= len(values) < MIN_SEEDS:
+            xs += [float(position)] * len(values)
+            ys += [v * scale for v in values]
+    if not xs:
+        return 0
+    if not any(c.get_gid() == SEEDS and c.get_label() == SEED_LABEL for c in ax.collections):
+        ax.scatter([], [], s=10, color="grey", label=SEED_LABEL, gid=SEEDS)
+    ax.scatter(xs, ys, s=10, color=color, edgecolors="black", linewidths=0.4, zorder=3, gid=SEEDS)
+    return len(xs)
 
 
 def errorbars(means: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:

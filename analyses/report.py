@@ -4,10 +4,10 @@
 figure beside it as a PNG (150 dpi, shown in the page) and an SVG (linked under it), and every section's numbers
 as CSV, plus one ranked-suspects CSV per ordinary run (suspects/<run_id>.csv: every training example ranked by
 each detection signal, the true flag beside it), so the page opens offline from a laptop or a cluster share. Rows
-of out-of-sample fold runs (cv_folds > 0) feed only the cleanlab signal and are left out of everything else
-(analyses.load.Results.table). Partial results are the normal case while
-a sweep runs: a missing or empty table, or a section that fails on odd data, turns into a sentence in that
-section instead of stopping the report.
+of auxiliary trainings (out-of-sample fold runs, cv_folds > 0; second-split forgetting runs, ssft_half > 0) are
+in the aux_* tables: they feed only their signals and are left out of everything else (analyses.load). Partial
+results are the normal case while a sweep runs: a missing or empty table, or a section that fails on odd data,
+turns into a sentence in that section instead of stopping the report.
 """
 
 from __future__ import annotations
@@ -17,39 +17,26 @@ import html
 import os
 import sys
 import traceback
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from analyses import paper
 from analyses.curves import training_curves
-from analyses.detection import (
-    ALL_SET,
-    FLIP_SET,
-    SHORT,
-    SIGNALS,
-    SUSPECTS_ORDER,
-    coverage_gaps,
-    evaluate,
-    scores_and_skipped,
-    summarise,
-    suspects,
-    verdicts,
-    write_suspects,
-)
 from analyses.dropout import figure7, forgotten_clean, table1, table3
-from analyses.flips import figure5a, figure5b, figure5c
+from analyses.flips import capped_text, figure5a, figure5b, figure5c
 from analyses.gradients import figure1, figure2
-from analyses.layers import best_rewind, figure3, figure4, final_retraining
-from analyses.load import Results, is_fold_run, table_files
+from analyses.layers import CLEAN_TOLERANCE, best_rewind, figure3, figure4, final_retraining
+from analyses.load import Results, table_files
 from analyses.noise import VALUES, noise_figure
 from analyses.plotting import DPI, save
-from analyses.stats import format_summary, group_columns
+from analyses.report_detection import detection_section
+from analyses.stats import MIN_SEEDS, SUFFIXES, fmt_interval, format_summary, group_columns
 
 MAX_ROWS = 80
 
@@ -137,6 +124,9 @@ class _Writer:
         notes = []
         if "n_seeds" in df.columns and (df["n_seeds"] == 1).any():
             notes.append("n_seeds = 1 rows come from a single seed: a mean, no interval.")
+        if "n_seeds" in df.columns and df["n_seeds"].between(2, MIN_SEEDS - 1).any():
+            notes.append(f"Rows with fewer than {MIN_SEEDS} seeds show each seed's value and their min-max, not a "
+                         "t-interval (two seeds would give one spanning most of the range).")
         note = f'<p class="note">{more}all numbers: <a href="tables/{stem}.csv">tables/{stem}.csv</a>. '
         note += " ".join(notes) + "</p>"
         return text + note
@@ -187,17 +177,17 @@ def _overview(results: Results, w: _Writer) -> str:
             _p("Table 'runs' is missing or empty: no finished training run recorded yet.", "missing")
         )
     else:
-        folds = is_fold_run(runs)
-        if folds.any():
+        aux, folds, halves = results.table("aux_runs"), results.fold_runs(), results.ssft_runs()
+        if folds or halves:
             parts.append(_p(
-                f"{runs.loc[folds, 'run_id'].nunique()} of the {runs['run_id'].nunique()} runs are out-of-sample "
-                "fold runs (cv_folds > 0): extra trainings, each without one fold of the training set, whose only "
-                "output used here is the out-of-sample predictions behind the cleanlab signal (table "
-                "'oos_predictions'). Their rows are left out of every figure and table below, and out of this "
-                "summary; runs_summary.csv lists every run."
+                f"Beside these {runs['run_id'].nunique()} runs, {folds} out-of-sample fold runs (cv_folds > 0: each "
+                "trained without one fold of the training set, for the out-of-sample predictions behind the cleanlab "
+                f"signal, table 'oos_predictions') and {halves} second-split forgetting runs (ssft_half > 0: trained "
+                "on one half, then fine-tuned on the other, for the SSFT scores, table 'ssft') are auxiliary "
+                "trainings: their rows are in the aux_* tables, left out of every figure and table below and out of "
+                "this summary; runs_summary.csv lists every run."
             ))
-        full = runs
-        runs = runs[~folds]
+        full = runs if aux is None else pd.concat([runs, aux], ignore_index=True)
         cols = group_columns(runs)
         summary = (
             runs.groupby(cols, dropna=False)
@@ -294,21 +284,25 @@ def _figure2(results: Results, w: _Writer) -> str:
     out = figure2(results.table("gradients"))
     t = out.table
     keys = group_columns(t) + ["layer", "layer_name"]
+    cosines = [c for c in ("cosine", "cosine_flat") if f"{c}_mean" in t.columns]
     rows = []
     for key, part in t.groupby(keys, dropna=False, sort=True):
-        low = part.loc[part["cosine_mean"].idxmin()] if part["cosine_mean"].notna().any() else None
-        rows.append(
-            {
-                **dict(zip(keys, key, strict=False)),
-                "mean_cosine": part["cosine_mean"].mean(),
-                "min_cosine": None if low is None else low["cosine_mean"],
-                "epoch_of_min": None if low is None else int(low["epoch"]),
-                "n_seeds": int(part["n_seeds"].max()),
-            }
-        )
+        row = {**dict(zip(keys, key, strict=False))}
+        for name in cosines:
+            low = part.loc[part[f"{name}_mean"].idxmin()] if part[f"{name}_mean"].notna().any() else None
+            row.update({f"mean_{name}": part[f"{name}_mean"].mean(),
+                        f"min_{name}": None if low is None else low[f"{name}_mean"],
+                        f"epoch_of_min_{name}": None if low is None else int(low["epoch"])})
+        rows.append({**row, "n_seeds": int(part["n_seeds"].max())})
+    flat = ("cosine_flat (the group's gradients flattened into one vector, where large tensors weigh more) is in "
+            "the table beside it." if "cosine_flat" in cosines else
+            "These results have no cosine_flat column (the cosine of the group's gradients flattened into one "
+            "vector): written before it existed.")
     return (
         _claim("figure2")
         + w.figure(out.figure, "figure2", "clean/noisy gradient cosine")
+        + _p("The heatmap draws cosine: per layer group the mean over its tensors of cos(G_clean, G_noisy), as the "
+             "paper's code computes it. " + flat, "caption")
         + _p("Per layer: mean cosine over epochs and the epoch where it is lowest:")
         + w.table(pd.DataFrame(rows), "figure2_summary", full=t)
     )
@@ -326,6 +320,24 @@ def _base_note(table: pd.DataFrame) -> str:
     return " This results folder has no final-model accuracies (*_acc_base), so the figure has no reference marks."
 
 
+def _none_kept(best: pd.DataFrame) -> str:
+    """A sentence naming the layers where no rewind keeps clean accuracy (empty when every layer has one)."""
+    if "choice" not in best.columns:
+        return ""
+    none = best[best["choice"] == "none kept clean accuracy"]
+    if none.empty:
+        return ""
+    names = ", ".join(dict.fromkeys(none["layer_name"].astype(str)))
+    return (f" For {len(none)} row(s) (layer groups {names}) no rewind epoch keeps clean accuracy within "
+            f"{CLEAN_TOLERANCE * 100:g} points of the final model's, so they have no best rewind.")
+
+
+def _csv_only(w: _Writer, df: pd.DataFrame, stem: str) -> str:
+    """Write `df` as tables/<stem>.csv without showing it on the page."""
+    df.to_csv(w.out / "tables" / f"{stem}.csv", index=False)
+    return ""
+
+
 def _figure3(results: Results, w: _Writer) -> str:
     df = results.table("rewinding")
     out = figure3(df)
@@ -335,9 +347,13 @@ def _figure3(results: Results, w: _Writer) -> str:
         + w.figure(out.figure, "figure3", "layer rewinding heatmaps")
         + _p("Accuracy in % in every cell and on the colour bar; the last column of each heatmap ('final') is "
              "the final model before any rewinding.", "caption")
-        + _p("Per layer, the rewind epoch that lowers noisy accuracy most (accuracy %, mean [95% interval])."
-             + _base_note(best))
-        + w.table(format_summary(best, _accuracies(best)), "figure3_best", full=out.table)
+        + _p(f"Per layer, the best single-layer rewind: the rewind epoch that lowers noisy accuracy most among "
+             f"those that keep clean accuracy within {CLEAN_TOLERANCE * 100:g} points of the final model's "
+             "(accuracy %, mean [95% interval] across seeds, each seed where there are fewer than "
+             f"{MIN_SEEDS}); 'choice' says how each row was picked." + _none_kept(best) + _base_note(best))
+        + w.table(format_summary(best, _accuracies(best)), "figure3_best", full=best)
+        + _p("Every cell of the heatmaps, across seeds: tables/figure3_cells.csv.", "note")
+        + _csv_only(w, out.table, "figure3_cells")
     )
 
 
@@ -360,7 +376,14 @@ def _figure4(results: Results, w: _Writer) -> str:
 def _figure5(results: Results, w: _Writer) -> str:
     flips = results.table("flips")
     a = figure5a(flips)
-    shown = format_summary(a.table, ["median_units", "mean_units", "n_examples"], scale=1.0)
+    shown = a.table.copy()
+    shown.insert(shown.columns.get_loc("censored_median_units_mean"), "censored_median_units", [
+        capped_text(m, cap) if not np.isfinite(m) else fmt_interval(m, lo, hi, n, 1.0, 1, seeds)
+        for m, cap, lo, hi, n, seeds in zip(shown["censored_median_units_mean"], shown["cap_units_mean"],
+                                            shown["censored_median_units_lo"], shown["censored_median_units_hi"],
+                                            shown["n_seeds"], shown["censored_median_units_seeds"], strict=True)])
+    shown = shown.drop(columns=[f"censored_median_units_{s}" for s in SUFFIXES])
+    shown = format_summary(shown, ["median_units", "mean_units", "n_examples", "cap_units"], scale=1.0)
     shown = format_summary(shown, ["flipped_frac"])
     shown["paper_units"] = ["-" if pd.isna(v) else f"~{v:g}" for v in shown["paper_units"]]
     b = figure5b(flips)
@@ -370,10 +393,12 @@ def _figure5(results: Results, w: _Writer) -> str:
         _p("(a) Units removed until the prediction flips", "caption")
         + _claim("figure5a")
         + w.figure(a.figure, "figure5a", "units to flip, clean vs noisy")
-        + _p("Units over flipped examples; flipped_frac in %. The flip cap censors: an example that hit it is "
-             "left out of the median and mean (its count is only known to exceed the cap) and counted in "
-             "flipped_frac.")
-        + w.table(shown, "figure5a")
+        + _p("The flip cap censors: an example that hit it unflipped has a count only known to exceed the cap. "
+             "censored_median_units is the median over every analysed example with those counted as more than "
+             "the cap (+infinity), the honest median; it reads '> cap' when at least half of them hit it (in any "
+             "seed). median_units and mean_units are over the flipped examples only, beside the share that "
+             "flipped (flipped_frac, %); cap_units is the cap they hit.")
+        + w.table(shown, "figure5a", full=a.table)
         + _p("(b) Accuracy lost by the edited model (final model minus edited, in percentage points on the "
              "figure's axis and in the table)", "caption")
         + _claim("figure5b")
@@ -464,106 +489,8 @@ def _figure7(results: Results, w: _Writer, data_dir: str) -> str:
 
 
 def _detection(results: Results, w: _Writer) -> str:
-    names = ("examples", "flips", "dropout_examples", "oos_predictions")
-    tables = {n: results.table(n) for n in names}
-    absent = [n for n, df in tables.items() if df is None or df.empty]
-    if len(absent) == len(tables):
-        return _p(
-            "Tables 'examples', 'flips', 'dropout_examples' and 'oos_predictions' are all missing or empty: no "
-            "signal to score.",
-            "missing",
-        )
-    scores, skipped = scores_and_skipped(**tables, runs=results.table("runs"))
-    per_run = evaluate(scores)
-    out = summarise(per_run)
-    metrics = ["auroc", "average_precision", "precision_at_rate", "chance", "flag_precision", "flag_recall"]
-    shown = format_summary(format_summary(out.table, metrics, scale=1.0, digits=3), ["n"], scale=1.0, digits=0)
-    parts = [
-        _p(
-            "Beyond the paper: do the localization signals find the mislabeled examples better than the detectors "
-            "the label-noise literature already uses? Each signal ranks a run's examples by suspicion: "
-            + "; ".join(f"{k}: {v}" for k, v in SIGNALS.items())
-            + ". cleanlab's two signals are confident learning (the cleanlab library, out-of-sample predicted "
-            "probabilities from K fold runs of the same config and seed, each trained without one fold); they exist "
-            "for runs of a grid with cv_folds = K.",
-            "caption",
-        ),
-        _p(
-            f"Every signal of a run is compared on the same examples, in two sets: '{FLIP_SET}' (the examples the "
-            "flip analysis scored, about as many clean as noisy; units to flip exists only there) and "
-            f"'{ALL_SET}' (every training example; the signals that score them all). Quality: AUROC (0.5 = chance), "
-            "average precision and precision among the top round(rate x n) examples (rate = share of noisy "
-            "examples in the set, which is also the chance level of both precisions), each a mean across seeds "
-            "with its 95% interval; for the flags (tied drop, cleanlab flag) also the flag's own precision and "
-            "recall. Read by set: numbers on the flip subset (rate about 1/2) and on all examples (rate = the noise "
-            "rate) are not comparable with each other.",
-            "caption",
-        ),
-    ]
-    for name in absent:
-        if name == "oos_predictions":
-            # a grid's choice (cv_folds is off by default), not something missing from a finished sweep
-            parts.append(_p(
-                "No out-of-sample predictions (table 'oos_predictions'), so no cleanlab signal: a grid block with "
-                "cv_folds = K (K >= 2) trains K fold runs beside each of its standard runs to make them.", "note"))
-        else:
-            parts.append(_p(f"Table '{name}' missing or empty: its signal is absent.", "missing"))
-    if len(skipped):
-        parts += [
-            _p(f"{len(skipped)} run(s) have out-of-sample predictions that do not cover their training examples "
-               "exactly once, so cleanlab does not score them (never from part of the folds):", "missing"),
-            w.table(skipped, "detection_cleanlab_skipped"),
-        ]
-    gaps = coverage_gaps(scores)
-    if len(gaps):
-        parts += [
-            _p("Signals left out of a set because they score only part of its examples (so that every signal of "
-               "a set is measured on the same examples):", "note"),
-            w.table(gaps, "detection_coverage_gaps"),
-        ]
-    said = verdicts(out.table)
-    if said:
-        parts.append("<h3>Which signal wins where</h3><p>Highest mean AUROC per configuration and set:</p><ul>"
-                     + "".join(f"<li>{html.escape(line)}</li>" for line in said) + "</ul>")
-    parts += [
-        w.figure(out.figure, "detection", "mislabel detection, every signal side by side"),
-        w.table(shown, "detection", full=out.table),
-        _p("Per run (n = examples of the set, k = round(rate x n); flagged / flag_precision / flag_recall for "
-           "the flags):"),
-        w.table(per_run, "detection_per_run"),
-        _suspects(results, w, scores, per_run),
-    ]
-    return "".join(parts)
-
-
-def _suspects(results: Results, w: _Writer, scores: pd.DataFrame, per_run: pd.DataFrame) -> str:
-    """Every run's examples ranked by each signal, one CSV per run under suspects/, linked in a list."""
-    frames = suspects(scores, results.table("examples"))
-    if not frames:
-        return ""
-    paths = write_suspects(frames, w.out / "suspects")
-    items = []
-    for run_id, frame in frames.items():
-        by = frame["sorted_by"].iloc[0] if len(frame) else None
-        noisy = frame["is_noisy"].fillna(False).astype(bool)
-        k = int(noisy.sum())
-        top = f"; {int(noisy.iloc[:k].sum())} of its top {k} by {by} are mislabeled" if by and k else ""
-        href = "suspects/" + urllib.parse.quote(paths[run_id].name)
-        items.append(f'<li><a href="{href}">{html.escape(run_id)}</a> ({len(frame)} examples{top})</li>')
-    order = ", then ".join(SHORT[s] for s in SUSPECTS_ORDER[1:4])
-    return (
-        "<h3>Ranked suspects</h3>"
-        + _p(
-            "Per run, every training example with its training label, its original (true) label, is_noisy, and "
-            "for each signal its score (higher = more suspicious) and rank (1 = most suspicious; ties in example "
-            "order; empty where the signal does not score the example, e.g. units to flip outside the flip "
-            f"subset). Rows are sorted by the AUM rank (where a run has no AUM: {order}, ...; the column "
-            "sorted_by says which): AUM is cheap, scores every training example and does not look at the true "
-            "flags, which picking each run's best signal would. Look at the top of a file for the examples "
-            "to check first; is_noisy shows which of them really are mislabeled."
-        )
-        + f"<ul>{''.join(items)}</ul>"
-    )
+    """The detection study (analyses.report_detection); it also writes the `detection` table into the results."""
+    return detection_section(results, w)
 
 
 SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -627,10 +554,13 @@ def write_report(results: str | Path, out: str | Path | None = None, data_dir: s
         "<title>Memorization localization: sweep report</title>" + STYLE + "</head><body>"
         "<h1>Can neural network memorization be localized? Sweep report</h1>"
         "<p>Reproducing Maini et al. 2023. Numbers are means across the seeds of one configuration (one "
-        "config_id: runs that differ only in their seeds) with 95% t-intervals, taken on the logit scale for "
-        "accuracies, fractions and cosines so they stay within their range; one seed shows no interval. The "
-        "paper's numbers stand beside ours only for the paper's own setting (full-width ResNet-9, 10% noise, "
-        "50 epochs at batch 512, p_gen 0.4 / p_mem 0.2).</p>"
+        f"config_id: runs that differ only in their seeds) with 95% t-intervals from {MIN_SEEDS} seeds on, kept "
+        "inside each value's range as its declared unit gives it (results/README.md): on the logit scale for "
+        "accuracies, fractions and cosines, cut at 0 for counts, losses and norms. With fewer seeds every seed's "
+        "value and their min-max are shown instead (tables) or drawn as points (figures). The paper's numbers "
+        "stand beside ours only for the paper's own setting, every field of it (full-width ResNet-9, 10% noise, "
+        "50 epochs at batch 512 and peak lr 0.1, an ordinary run; p_gen 0.4 / p_mem 0.2 and the paper code's "
+        "dropout places; its sparse mask; its flip unit rule).</p>"
         f"<nav><ul>{nav}</ul></nav>" + "".join(body) + IMAGE_CHECK + "</body></html>\n"
     )
     index = out / "index.html"

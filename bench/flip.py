@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/flip.py                      # width-0.25 ResNet-9 on digits, CPU
     .venv/bin/python bench/flip.py --device cuda --dataset-shape 3x32x32 --width 1 --examples 2000
+    .venv/bin/python bench/flip.py --units paper --examples 200   # the paper code's units (flip_units)
 
 `digits` trains the model briefly (10% label noise) and flips clean and noisy examples the model predicts as
 their training label, exactly as the probe selects them; both engines run on all of them. A `CxHxW` shape
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain-examples", type=int, default=None,
                         help="examples for the plain loop (default: all on digits, 10 otherwise)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--units", choices=("outputs", "paper"), default="outputs",
+                        help="the unit rule (the probe's flip_units)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     digits = args.dataset_shape == "digits"
@@ -129,18 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     def batched() -> list[FlipOutcome]:
         out: list[FlipOutcome] = []
         for s in range(0, n, args.chunk):
-            out += flip_batched(model, x[s:s + args.chunk], y[s:s + args.chunk], pop_x, pop_y, args.cap)
+            out += flip_batched(model, x[s:s + args.chunk], y[s:s + args.chunk], pop_x, pop_y, args.cap,
+                                rule=args.units)
         return out
 
     fast, t_fast = _timed(batched, device)
     pick = torch.arange(n)[::max(1, n // n_plain)][:n_plain]  # spread over labels: the targets are label-sorted
-    plain, t_plain = _timed(lambda: flip_plain(model, x[pick], y[pick], pop_x, pop_y, args.cap), device)
+    plain, t_plain = _timed(lambda: flip_plain(model, x[pick], y[pick], pop_x, pop_y, args.cap, rule=args.units),
+                            device)
     rate_fast, rate_plain = n / t_fast, n_plain / t_plain
     same = sum(fast[i].units == b.units and fast[i].flipped == b.flipped
                for i, b in zip(pick.tolist(), plain, strict=True))
     units = [len(o.units) for o in fast]
     steps, nodes = attribution_steps(fast)
-    print(f"device {device}, population {len(pop_x)}, cap {args.cap}, chunk {args.chunk}")
+    print(f"device {device}, units {args.units}, population {len(pop_x)}, cap {args.cap}, chunk {args.chunk}")
     print(f"units to flip: median {statistics.median(units):g}, max {max(units)}, "
           f"not flipped {sum(not o.flipped for o in fast)}")
     print(f"batched: {n} examples in {t_fast:.2f}s = {rate_fast:.1f} examples/s")

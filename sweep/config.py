@@ -165,6 +165,9 @@ class AnalysisConfig:
     retrain_epochs: int = 20
     retrain_lr: float = 0.01
     retrain_patience: int = 3
+    # where layer retraining's triangular lr schedule peaks, as a fraction of `retrain_epochs`: 0.5 = the paper's
+    # code (epoch 10 of its 20, sweep/probes/retrain.py); 0.2 = our earlier rule (the trainer's 1/5)
+    retrain_peak: float = 0.5
     flip_clean: int = 1000
     flip_noisy: int = 1000
     flip_cap: int = 1000
@@ -199,6 +202,8 @@ class AnalysisConfig:
             _positive_int("flip_eval_size", self.flip_eval_size)
         if not (self.retrain_lr > 0 and math.isfinite(self.retrain_lr)):
             raise UserError(f"retrain_lr must be positive, got {self.retrain_lr!r}")
+        if not 0 < self.retrain_peak < 1:
+            raise UserError(f"retrain_peak must be a fraction strictly between 0 and 1, got {self.retrain_peak!r}")
         if self.keep_checkpoints not in ("probes", "all"):
             raise UserError(f"keep_checkpoints must be \"probes\" or \"all\", got {self.keep_checkpoints!r}")
         if self.flip_units not in ("outputs", "paper"):
@@ -241,7 +246,7 @@ _ANALYSIS_KINDS = {
     "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",
     "retrain_patience": "int", "flip_clean": "int", "flip_noisy": "int", "flip_cap": "int", "flip_population": "int",
     "flip_noise_copies": "int", "flip_noise_scale": "float", "flip_eval_size": "int_or_all", "flip_chunk": "int",
-    "keep_checkpoints": "str", "flip_units": "str",
+    "keep_checkpoints": "str", "flip_units": "str", "retrain_peak": "float",
 }
 
 

@@ -10,6 +10,22 @@ on the device for the whole batch at once. So it is the same in every epoch, ind
 share the batch, costs no per-example Python loop and no stored (examples x C x H x W) table, and works for
 any number of examples.
 
+What `seed` and `layer` are in a run (enough to recompute any example's mask without the model):
+- seed = `mask_seed(cfg)`, a hash of the run's seed;
+- layer = the index of the dropout place in forward order, the first argument the model gives the factory
+  (`make_dropout(cfg)(layer, channels)`), and the module's `layer` attribute:
+  - MLP: layer 0, 1, 2 = after fc1, fc2, fc3 (module `fcK.drop`, masking the features of `fcK.linear`);
+  - ResNet-9, `dropout_places = "paper"` (default): layer 0..5 = after conv1, after conv2, after the res1 sum,
+    after conv3 (before its max-pool), after the res2 sum, after conv4; modules conv1.drop, conv2.drop,
+    res1b.drop, conv3.drop, res2b.drop, conv4.drop, each masking the output channels of `<block>.conv`;
+  - ResNet-9, `dropout_places = "blocks"`: layer 0..7 = after each conv block in the order conv1, conv2,
+    res1a, res1b, conv3, res2a, res2b, conv4 (module `<block>.drop`, channels of `<block>.conv`).
+  `tied_modules(model)` lists them as (module name, module) in layer order; see sweep.models.resnet9 for why
+  the places are where they are. Channel c of a layer is a generalization channel iff c < floor(p_gen * C).
+  (The paper's code shares one module across its places and seeds an example's draw with its id alone, so an
+  example's masks at every place come from the same random state, correlated across layers; here each layer
+  draws its own, the layer being part of the hash.)
+
 Usage in any model (the module is called with the activations and the batch's training-example ids)::
 
     class Net(nn.Module):
@@ -235,9 +251,50 @@ class StandardDropout(nn.Module):
         return f"p={self.p}"
 
 
+class SparseElements(nn.Module):
+    """Baseline: a sparse network as the paper's code builds it (`sparse_mask = "paper"`, the default): one fixed
+    random element-wise mask over a layer's activations (C, or C x H x W for conv maps) drops each element with
+    probability p, and the survivors are scaled by 1/(1-p), at train and test alike. Accepts and ignores `ids`.
+
+    The mask is a pure function of (seed, layer, element index within one example's activation tensor), the
+    same for every example, every call and every epoch, so the network is one fixed sub-network. The paper's
+    `FixedDropout` (models/dropout.py) reseeds the global generator with 0 and draws `rand_like(x)` for the whole
+    batch on every call: its mask is fixed per *row of the batch* (an example sees a different mask whenever it
+    lands in another row, and every layer of the same shape gets the same mask). We take what its comment says
+    it implements ("deterministically 0 out the same neurons at train and test time"): the same mask for all
+    examples, different per layer. Placement: wherever the model puts its dropout modules, the paper code's 6
+    places in ResNet-9 by default (the place after conv3 is before its max-pool, where an element-wise mask does
+    not commute with the pool), after each hidden layer of the MLP.
+    """
+
+    def __init__(self, p: float = BASELINE_P, seed: int = 0, layer: int = 0) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"need 0 <= p < 1, got p={p}")
+        self.p, self.seed, self.layer = float(p), int(seed), int(layer)
+        # An element is dropped when its 32-bit hash is below p * 2**32: "uniform in [0, 1) < p", exactly.
+        self.threshold = round(self.p * 2**32)
+        self._keys = (_salt(self.seed, self.layer, 0x5BA6), _salt(self.seed, self.layer, 0xE1E7))
+
+    def keep(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
+        """Bool mask of one example's activation `shape` (C, ...): True = kept. Computed, never stored, so it
+        follows the activation's device and shape (the map size is only known at the first forward)."""
+        index = torch.arange(math.prod(shape), dtype=torch.int64, device=device)
+        first, second = self._keys
+        return (_mix_(_mix_((index * _GOLDEN + first) & _MASK32) ^ second) >= self.threshold).reshape(shape)
+
+    def forward(self, h: Tensor, ids: Tensor | None = None) -> Tensor:
+        factor = torch.where(self.keep(tuple(h.shape[1:]), h.device), 1.0 / (1.0 - self.p), 0.0)
+        return h * factor.to(h.dtype).unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, seed={self.seed}, layer={self.layer}, element-wise, rescaled 1/(1-p)"
+
+
 class SparseChannels(nn.Module):
-    """Baseline: a sparse network. A fixed random set of round(p * C) channels, chosen from (seed, layer), is
-    zeroed at train and test alike (so no rescaling is needed). Accepts and ignores `ids`."""
+    """Baseline: a sparse network by channels (`sparse_mask = "channels"`, our earlier rule). A fixed random set of
+    round(p * C) channels, chosen from (seed, layer), is zeroed at train and test alike, with no rescaling.
+    Accepts and ignores `ids`."""
 
     def __init__(self, channels: int, p: float = BASELINE_P, seed: int = 0, layer: int = 0) -> None:
         super().__init__()
@@ -263,13 +320,25 @@ def mask_seed(cfg: RunConfig) -> int:
 
 
 def make_dropout(cfg: RunConfig) -> DropoutFactory:
-    """The (block_index, channels) -> module factory for a run's variant (tied, dropout or sparse)."""
+    """The (layer, channels) -> module factory for a run's variant (tied, dropout or sparse; for sparse, by the
+    run's `sparse_mask` rule). Where the modules go is the model's business (`cfg.dropout_places`)."""
     seed = mask_seed(cfg)
     if cfg.variant == "tied":
         p_gen, p_mem = cfg.p_gen, cfg.p_mem
         return lambda layer, channels: ExampleTiedDropout(channels, p_gen, p_mem, seed=seed, layer=layer)
     if cfg.variant == "dropout":
         return lambda layer, channels: StandardDropout(BASELINE_P)
-    if cfg.variant == "sparse":
+    if cfg.variant == "sparse" and cfg.sparse_mask == "paper":
+        return lambda layer, channels: SparseElements(BASELINE_P, seed=seed, layer=layer)
+    if cfg.variant == "sparse" and cfg.sparse_mask == "channels":
         return lambda layer, channels: SparseChannels(channels, BASELINE_P, seed=seed, layer=layer)
+    if cfg.variant == "sparse":
+        raise ValueError(f"sparse_mask {cfg.sparse_mask!r}; accepted: paper, channels")
     raise ValueError(f"variant {cfg.variant!r} has no dropout module; accepted: tied, dropout, sparse")
+
+
+def tied_modules(model: nn.Module) -> list[tuple[str, ExampleTiedDropout]]:
+    """The model's example-tied dropout modules as (module name, module), in `layer` order (module docstring):
+    what a ground truth of "which channels example i used" is recomputed from."""
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, ExampleTiedDropout)]
+    return sorted(found, key=lambda item: item[1].layer)

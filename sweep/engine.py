@@ -56,8 +56,9 @@ from sweep.plan import (
 from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView
 from sweep.schemas import catalogue
+from sweep.ssft import train_epochs
 from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure
-from sweep.store import Store, with_run_columns
+from sweep.store import Store, table_for, with_run_columns
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
 # Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
@@ -189,8 +190,8 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
     except DamagedFile as exc:
         withdraw_run(store, cfg, exc.rel)
         raise UserError(f"{exc}; the run's done-record is withdrawn, so the next sweep trains it again") from exc
-    files = {store.table_file(table, task.file_name): store.write_table(table, task.file_name,
-                                                                        with_run_columns(frames[table], cfg))
+    files = {store.table_file(table_for(cfg, table), task.file_name):
+             store.write_table(table_for(cfg, table), task.file_name, with_run_columns(frames[table], cfg))
              for table in registry[probe_name].tables}
     records.write(store, records.task_record_path(task.file_name), task_record(task, run.record_id, analysis, files))
     return sum(len(f) for f in frames.values()), time.monotonic() - start
@@ -310,14 +311,14 @@ class _TuneHooks(tune.Callback):
         now = time.monotonic()
         previous = self.last_seen.get(cfg.run_id)
         self.last_seen[cfg.run_id] = now
-        self.driver.progress.epoch_finished(cfg.run_id, cfg.arch, int(result["epoch"]), cfg.epochs,
+        self.driver.progress.epoch_finished(cfg.run_id, cfg.arch, int(result["epoch"]), train_epochs(cfg),
                                             float(result["noisy_acc"]), None if previous is None else now - previous)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
         self._finished(cfg)
         ok = cfg.run_id not in self.driver.failed_runs and run_is_complete(self.driver.store, cfg)
-        self.driver.progress.run_finished(cfg.run_id, cfg.arch, cfg.epochs, ok)
+        self.driver.progress.run_finished(cfg.run_id, cfg.arch, train_epochs(cfg), ok)
         if ok:
             self.driver.trained += 1
             self.driver.queue_tasks(cfg)
@@ -327,7 +328,7 @@ class _TuneHooks(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
         self._finished(cfg)
-        self.driver.progress.run_finished(cfg.run_id, cfg.arch, cfg.epochs, ok=False)
+        self.driver.progress.run_finished(cfg.run_id, cfg.arch, train_epochs(cfg), ok=False)
         error = trial.get_pickled_error() or trial.get_error()
         self.driver.fail_run(cfg, first_line(error) if error else "the trial failed")
 
@@ -497,7 +498,7 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
     pending, todo = plan.pending, plan.todo
     epochs_left: Counter[str] = Counter()
     for cfg in pending:
-        epochs_left[cfg.arch] += cfg.epochs
+        epochs_left[cfg.arch] += train_epochs(cfg)
     tally = plan.tally
     progress = Progress(runs_total=tally.runs_total, tasks_total=tally.tasks_total, runs_done=tally.runs_done,
                         tasks_done=tally.tasks_done, epochs_left=dict(epochs_left),
@@ -565,7 +566,7 @@ def describe(grid: Grid, opts: Options) -> list[str]:
     for cfg in grid.runs:
         n_params = _n_params(cfg.arch, cfg.dataset, cfg.width, cfg.variant)
         kept = checkpoint_epochs(cfg, grid.analysis)
-        n_kept = cfg.epochs + 1 if kept is None else len(kept)
+        n_kept = train_epochs(cfg) + 1 if kept is None else len(kept)
         ckpt = n_params * 4 * n_kept + n_params * 4 * 3  # the kept epochs, and the resume state
         total_bytes += ckpt
         todo = [t for t in plan.todo if t.cfg == cfg]

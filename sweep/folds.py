@@ -2,6 +2,7 @@
 
 The assignment depends only on the dataset size, the number of folds and the run's noise seed, so the K fold
 runs of one experiment agree on it wherever they train, and together predict every example exactly once.
+Fold runs are auxiliary trainings: their runs / examples / epochs / gradients rows go to the `aux_*` tables.
 """
 
 from __future__ import annotations

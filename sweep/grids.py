@@ -1,8 +1,9 @@
 """What to run: the built-in grids as data, and user grids from TOML files with the same fields.
 
 A grid is one or more blocks; each block is a product over its list-valued fields (dataset, arch, variant,
-noise, seed, width) with shared scalars (epochs, batch_size, lr, p_gen, p_mem), plus one [analysis] table of
-probe settings. The label-noise seed follows the run seed, so seed s means "noise draw s, initialisation s".
+noise, seed, width) with shared scalars (epochs, batch_size, lr, p_gen, p_mem, the curvature settings), plus one
+[analysis] table of probe settings. The label-noise seed follows the run seed, so seed s means "noise draw s,
+initialisation s".
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 
 PRODUCT_FIELDS = ("dataset", "arch", "variant", "noise", "seed", "width")
-SCALAR_FIELDS = ("epochs", "batch_size", "lr", "p_gen", "p_mem")
-# cv_folds = K in a block: each of its `standard` runs gets K out-of-sample runs too (confident learning's input)
-BLOCK_FIELDS = ("cv_folds",)
+SCALAR_FIELDS = ("epochs", "batch_size", "lr", "p_gen", "p_mem", "curvature_every", "curvature_directions",
+                 "curvature_h", "dropout_places", "sparse_mask")
+# cv_folds = K in a block: each of its `standard` runs gets K out-of-sample runs too (confident learning's input);
+# ssft = true: each of its `standard` runs gets its two second-split forgetting runs (sweep.ssft)
+BLOCK_FIELDS = ("cv_folds", "ssft")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
         axes = {k: v if isinstance(v, list) else [v] for k, v in block.items() if k in PRODUCT_FIELDS}
         scalars = {k: v for k, v in block.items() if k in SCALAR_FIELDS}
         folds = block.get("cv_folds", 0)
+        ssft = block.get("ssft", False)
+        if not isinstance(ssft, bool):
+            raise UserError(f"ssft must be true or false (second-split forgetting runs for each standard run), "
+                            f"got {ssft!r}")
         names = list(axes)
         for values in itertools.product(*(axes[k] for k in names)):
             fields = dict(zip(names, values, strict=True), **scalars)
@@ -52,6 +59,9 @@ def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
             if folds and cfg.variant == "standard":
                 for fold in out_of_sample_runs(cfg, folds):
                     runs.setdefault(fold.run_id, fold)
+            if ssft and cfg.variant == "standard":
+                for half in ssft_runs(cfg):
+                    runs.setdefault(half.run_id, half)
     if not runs:
         raise UserError("the grid has no runs; give at least one block with a dataset and an arch")
     return tuple(runs.values())
@@ -64,23 +74,36 @@ def out_of_sample_runs(cfg: RunConfig, folds: object) -> list[RunConfig]:
     return [dataclasses.replace(cfg, cv_folds=folds, cv_fold=k).validate() for k in range(folds)]
 
 
+def ssft_runs(cfg: RunConfig) -> list[RunConfig]:
+    """The two second-split forgetting runs of `cfg` (same config and seeds; halves 1 and 2 trained first)."""
+    return [dataclasses.replace(cfg, ssft_half=half).validate() for half in (1, 2)]
+
+
 _DIGITS = {"dataset": "digits", "batch_size": 128, "lr": 0.1}
+# Loss curvature (sweep/curvature.py) costs (directions + 1) forward and backward passes over the training set
+# each time it is computed; these keep it small: a few epochs, few directions (Garg et al. use 2 to 10).
+_CURVATURE_SMOKE = {"curvature_every": 5, "curvature_directions": 2}
+# bench/curvature.py measured on a CPU: +6% of a demo MLP training, +10% of a demo ResNet-9 one; the demo as a
+# whole grows less (its fold and SSFT runs skip curvature, and its probes do not change)
+_CURVATURE_DEMO = {"curvature_every": 15, "curvature_directions": 2}  # MLP, 60 epochs: at 15, 30, 45, 60
+_CURVATURE_DEMO_RESNET = {"curvature_every": 10, "curvature_directions": 2}  # 20 epochs: at 10 and 20
 _PAPER_DATA = ["cifar10", "mnist", "svhn"]
 
 BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
     "smoke": (
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1, "seed": 0,
-          "epochs": 20, "cv_folds": 2}],
+          "epochs": 20, "cv_folds": 2, "ssft": True, **_CURVATURE_SMOKE}],
         {"rewind_epochs": [0, 4, 8], "retrain_epochs": 4, "flip_clean": 12, "flip_noisy": 12, "flip_cap": 60,
          "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12},
     ),
     "demo": (
         # batch 256 x 60 epochs: standard dropout p=0.4 memorizes digits' noisy labels only this long (Table 3).
-        # cv_folds: the standard MLP's out-of-sample runs, so confident learning joins the detection comparison.
+        # cv_folds: the standard MLP's out-of-sample runs, so confident learning joins the detection comparison;
+        # ssft: its two second-split forgetting runs, so SSFT does too.
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1,
-          "seed": [0, 1], "epochs": 60, "batch_size": 256, "cv_folds": 5},
+          "seed": [0, 1], "epochs": 60, "batch_size": 256, "cv_folds": 5, "ssft": True, **_CURVATURE_DEMO},
          {**_DIGITS, "arch": "resnet9", "width": 0.25, "variant": "standard", "noise": 0.1, "seed": [0, 1],
-          "epochs": 20}],
+          "epochs": 20, **_CURVATURE_DEMO_RESNET}],
         {"rewind_epochs": [0, 2, 4, 6, 8, 10, 12, 14], "retrain_epochs": 10, "flip_clean": 50, "flip_noisy": 50,
          "flip_cap": 200, "flip_population": 256, "flip_eval_size": 300, "flip_chunk": 50},
     ),
@@ -97,6 +120,14 @@ BUILTIN["full"] = (
     [{**block, "noise": [0.05, 0.1, 0.2], "seed": [0, 1, 2]} for block in BUILTIN["paper"][0]],
     {},
 )
+# The published detection protocol (Ravikumar et al. 2025, Table 2; cleanlab's benchmark): uniform label noise from 1%
+# to 20%, the paper's ResNet-9 (width 1, 50 epochs, batch 512), three seeds (the report's intervals need three),
+# every signal: 5 out-of-sample fold runs (confident learning), the two SSFT runs, and loss curvature at every 5th
+# epoch's end and the last (11 of 50 epochs, with the default 10 directions: (10 + 1) passes each). CIFAR-10 for
+# users who have it (--data-dir, or --download), and Fashion-MNIST (`apt-get install dataset-fashion-mnist`).
+_DETECT = {"arch": "resnet9", "width": 1.0, "variant": "standard", "noise": [0.01, 0.02, 0.05, 0.1, 0.2],
+           "seed": [0, 1, 2], "epochs": 50, "batch_size": 512, "cv_folds": 5, "ssft": True, "curvature_every": 5}
+BUILTIN["detect"] = ([{"dataset": "cifar10", **_DETECT}, {"dataset": "fashion-mnist", **_DETECT}], {})
 
 
 def load_grid(name_or_path: str) -> Grid:

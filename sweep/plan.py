@@ -5,6 +5,11 @@ it, `--dry-run` prints it, and the driver's closing line counts with it.
 that depends on it: a run whose files no longer match its record is trained again from the start, and every
 probe shard of it is redone. Probe results made under other analysis settings are never mixed with new ones:
 they are conflicts the user settles (`check_results_match`).
+
+Auxiliary trainings (out-of-sample folds, SSFT halves) write the `aux_*` twins of the training tables
+(sweep.store.table_for). A run's file found in the twin it does not write (a fold run's `epochs/<run_id>.parquet`
+from layout 2) is named by the plan and removed before anything runs (`misplaced_files`), so a plain read of a
+main table never mixes the two kinds; its older-layout record already makes the run pending.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 from sweep.grids import Grid
 from sweep.probes import PROBES, Probe
-from sweep.store import Store
+from sweep.schemas import AUX_PREFIX, TRAINING_TABLES
+from sweep.store import Store, table_for
 from sweep.train import checkpoint_dir, record_epochs, run_record
 
-RUN_TABLES = ("examples", "epochs", "gradients", "runs", "oos_predictions")  # the last: out-of-sample runs only
+# Every table a training writes a file of: the training tables and their aux_* twins (an auxiliary training writes
+# the twins; the other of each pair may hold a stale file from layout 2, which put fold runs in the main tables),
+# and the auxiliary trainings' own outputs.
+RUN_TABLES = (*TRAINING_TABLES, *(f"{AUX_PREFIX}{t}" for t in TRAINING_TABLES), "oos_predictions", "ssft")
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,9 @@ def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
 
 
 def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig) -> list[Task]:
-    """The probe shards of a run. An out-of-sample run (cv_folds) has none: it exists for its predictions."""
-    if cfg.cv_folds:
+    """The probe shards of a run. An auxiliary training (out-of-sample fold, SSFT half) has none: it exists for
+    its predictions or scores."""
+    if cfg.auxiliary:
         return []
     return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
             for shard in probe.shards(cfg, analysis)]
@@ -119,6 +129,7 @@ class Plan:
     damaged_runs: dict[str, str] = field(default_factory=dict)  # run_id -> what is wrong
     damaged_tasks: dict[Task, str] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    misplaced: list[str] = field(default_factory=list)  # run table files in the table their run does not write
     kept: dict[str, list[int]] = field(default_factory=dict)  # done run_id -> the epochs its record lists
 
     @property
@@ -131,6 +142,8 @@ class Plan:
         lines = [f"run {run_id}: {what}; training it again, and redoing its analyses"
                  for run_id, what in self.damaged_runs.items()]
         lines += [f"{task.label}: {what}; redoing it" for task, what in self.damaged_tasks.items()]
+        lines += [f"{rel}: a run's rows in the table its kind of run no longer writes (auxiliary trainings write "
+                  "the aux_* tables since results layout 3); removing it" for rel in self.misplaced]
         return lines
 
 
@@ -143,6 +156,7 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
     """Compare the grid with the results folder. Sizes of recorded files are always checked, their SHA-256
     too with `checksums` (--verify)."""
     plan = Plan(runs=list(grid.runs))
+    plan.misplaced = misplaced_files(store, grid.runs)
     for cfg in grid.runs:
         run, problem = run_record(store, cfg, checksums)
         tasks = tasks_for(cfg, probes, grid.analysis)
@@ -172,6 +186,23 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
     return plan
 
 
+def misplaced_files(store: Store, runs: list[RunConfig] | tuple[RunConfig, ...]) -> list[str]:
+    """Files of these runs in a training table that is not theirs (sweep.store.table_for): a fold run's
+    `epochs/<run_id>.parquet` written under layout 2, before auxiliary tables. pandas would read it with the
+    ordinary runs, so it is removed before anything else (its run's old-layout record makes the run pending, so it
+    is trained again into the aux_* tables); one listing per table."""
+    listings: dict[str, set[str]] = {}
+    found = []
+    for table in TRAINING_TABLES:
+        for cfg in runs:
+            wrong = f"{AUX_PREFIX}{table}" if table_for(cfg, table) == table else table
+            if wrong not in listings:
+                listings[wrong] = set(store.list(wrong))
+            if f"{cfg.run_id}.parquet" in listings[wrong]:
+                found.append(store.table_file(wrong, cfg.run_id))
+    return found
+
+
 def _differences(made: dict[str, object], wanted: dict[str, object]) -> str:
     diffs = [f"{k}={made.get(k)!r} (this grid: {wanted.get(k)!r})" for k in sorted(set(made) | set(wanted))
              if made.get(k) != wanted.get(k)]
@@ -181,8 +212,11 @@ def _differences(made: dict[str, object], wanted: dict[str, object]) -> str:
 def repair(store: Store, plan: Plan, grid: Grid) -> None:
     """Clear what the plan found damaged, so it is redone from scratch: a damaged run loses its record, its
     checkpoints (a resume would start from them), its tables and every probe result and record of it; a damaged
-    task loses its record (its files are rewritten when it runs again)."""
+    task loses its record (its files are rewritten when it runs again). Misplaced run files (`misplaced_files`)
+    are removed."""
     by_id = {cfg.run_id: cfg for cfg in grid.runs}
+    for rel in plan.misplaced:
+        store.delete(rel)
     for run_id in plan.damaged_runs:
         store.delete(records.run_record_path(run_id))
         store.delete(checkpoint_dir(by_id[run_id]))

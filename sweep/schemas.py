@@ -57,17 +57,45 @@ class Table:
     columns: tuple[Column, ...]
     question: str
     example: str
+    twin_of: str = ""  # an `aux_*` table: the table whose columns it has (its rows: auxiliary trainings)
 
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 ACC = "fraction (0-1)"
+COSINE = "cosine (-1 to 1)"
+DIFFERENCE = "difference of fractions (-1 to 1)"
+COUNTS = ("examples", "units", "events", "epoch", "epochs", "folds")
+# Every unit a column may declare, with the range its values live in: the across-seed intervals of the report are
+# kept inside it (analyses.stats), so a range comes from what a column is, never from how it is named. None: not a
+# quantity (identifiers, labels, text, settings), never averaged. Counts live on [0, inf).
+UNIT_RANGES: dict[str, tuple[float, float] | None] = {
+    ACC: (0.0, 1.0),
+    "probability": (0.0, 1.0),
+    COSINE: (-1.0, 1.0),
+    DIFFERENCE: (-1.0, 1.0),
+    **{count: (0.0, float("inf")) for count in COUNTS},
+    "s": (0.0, float("inf")),
+    "nats": (0.0, float("inf")),
+    "gradient norm": (0.0, float("inf")),
+    "factor": (0.0, float("inf")),
+    "learning rate": (0.0, float("inf")),
+    "logit": (float("-inf"), float("inf")),
+    "class": None,
+    "": None,
+}
 UNIT_TYPE = pa.struct([("layer", INT), ("layer_name", STR), ("module", STR), ("unit", INT)])
+
+FLIP_RULE = Column("flip_units", STR, "", "the unit rule (analysis setting `flip_units`): `outputs` = output "
+                   "channels of conv layers and output features of hidden linear layers; `paper` = the paper's "
+                   "code: each conv filter (output channel), and one value at a time every BatchNorm scale and "
+                   "shift, bias and linear weight, the classifier's included")
 
 RUN_COLUMNS = (
     Column("run_id", STR, "", "the run: `<dataset>-<arch>-<variant>-n<noise>-s<seed>-<digest of every field>`"),
     Column("dataset", STR, "", "digits, fashion-mnist, mnist, cifar10, svhn, or synthetic / synthetic-small "
            "(CIFAR-10-shaped, made on the fly)"),
-    Column("arch", STR, "", "mlp, resnet9, resnet50, vit"),
+    Column("arch", STR, "", "mlp, resnet9, resnet50, vit (the paper's small-dataset ViT: shifted patch tokens, "
+           "locality self-attention, dropout 0.1), vit_plain (a plain ViT of the same sizes, our earlier `vit`)"),
     Column("variant", STR, "", "standard; tied (example-tied dropout); dropout (standard dropout); sparse"),
     Column("noise", FLOAT, ACC, "label-noise rate: round(noise * n_train) examples get another class"),
     Column("seed", INT, "", "initialisation and batch-order seed"),
@@ -79,13 +107,14 @@ RUN_COLUMNS = (
     Column("p_gen", FLOAT, ACC, "example-tied dropout: fraction of generalization channels"),
     Column("p_mem", FLOAT, ACC, "example-tied dropout: fraction of memorization channels each example keeps"),
     Column("cv_folds", INT, "folds", "0: an ordinary run; K >= 2: an out-of-sample run for confident learning, "
-           "trained without one of K folds (its rows are left out of the paper's figures)"),
+           "trained without one of K folds (an auxiliary training: its training rows are in the aux_* tables)"),
     Column("cv_fold", INT, "", "the fold (0..cv_folds-1) such a run held out and predicts; 0 for ordinary runs"),
     Column("ssft_half", INT, "", "0: an ordinary run; 1 or 2: a second-split forgetting run, trained on that half "
-           "of the training set and then fine-tuned on the other (an auxiliary training)"),
-    Column("dropout_places", STR, "", "where ResNet-9 applies dropout (variants tied, dropout): paper = the paper "
-           "code's 6 places (after conv1, conv2, the res1 sum, conv3, the res2 sum, conv4); blocks = after each of the "
-           "8 conv blocks"),
+           "of the training set and then fine-tuned on the other (an auxiliary training: its training rows are in the "
+           "aux_* tables, its scores in `ssft`)"),
+    Column("dropout_places", STR, "", "where ResNet-9 applies dropout (variants tied, dropout, sparse): paper = the "
+           "paper code's 6 places (after conv1, conv2, the res1 sum, conv3 before its pool, the res2 sum, conv4; mask "
+           "layers 0-5); blocks = after each of the 8 conv blocks (layers 0-7)"),
     Column("sparse_mask", STR, "", "the sparse baseline's mask: paper = fixed element-wise, 40% dropped, rescaled by "
            "1/(1-p); channels = a fixed 40% of channels dropped, no rescaling"),
     Column("curvature_every", INT, "epochs", "loss curvature computed at the end of every k-th epoch and the last; "
@@ -126,6 +155,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("ray_node_id", STR, "", "Ray's id of that node; null when trained by `python -m sweep.train`"),
         Column("versions", STR, "", "python and torch versions"),
         Column("checkpoint_dir", STR, "", "where its epoch checkpoints are"),
+        Column("dynamics_seconds", FLOAT, "s", "part of `seconds` spent on the per-example training-pass signals (aum, "
+               "forgetting_events, csl: a few device ops per batch on the logits training computes anyway) and on "
+               "`detection_epochs`; measured with CUDA events around those ops (GPU time), wall clock on a CPU"),
+        Column("curvature_seconds", FLOAT, "s", "part of `seconds` spent computing `loss_curvature` (0 when "
+               "curvature_every = 0): (curvature_directions + 1) forward and backward passes over the training set "
+               "at each epoch it is computed at"),
     ), "How long did each architecture train, and on which machines?",
         'runs = pd.read_parquet("results/runs")\n'
         'runs.groupby(["arch", "device"])["seconds"].describe()'),
@@ -137,10 +172,36 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("final_loss", FLOAT, "nats", "cross-entropy under the training label at the final epoch (eval mode)"),
         Column("first_learned_epoch", INT, "epoch", "first epoch (1..epochs) at whose end the example was predicted "
                "as its training label; null (pd.NA) = never learned", nullable_int=True),
-        Column("aum", FLOAT, "logit", "area under the margin (Pleiss et al., 2020): mean over epochs of the training "
-               "label's logit minus the largest other logit, eval mode; low or negative = suspicious"),
-        Column("forgetting_events", INT, "events", "times the example went from predicted as labelled to not, "
-               "between consecutive epochs (Toneva et al., 2019); 0 also for never-learned examples"),
+        Column("aum", FLOAT, "logit", "area under the margin (Pleiss et al., 2020), as published: the training "
+               "label's logit minus the largest other logit from the training forward pass of the example's minibatch "
+               "(train mode), averaged over its presentations (one per epoch); low or negative = suspicious"),
+        Column("aum_eval", FLOAT, "logit", "the same margin from the eval-mode pass after each epoch, averaged over "
+               "the epochs (the earlier `aum`)"),
+        Column("forgetting_events", INT, "events", "forgetting events (Toneva et al., 2019), as published: over the "
+               "example's consecutive minibatch presentations, times it went from predicted as labelled (argmax of "
+               "the training logits) to not. An example never predicted as labelled at any presentation gets its "
+               "number of presentations (= epochs), the maximum, as the authors' code (order_examples_by_forgetting."
+               "py) does; more = suspicious"),
+        Column("forgetting_events_eval", INT, "events", "the same transitions between consecutive epochs' eval-mode "
+               "predictions (the earlier `forgetting_events`); 0 for never-learned examples"),
+        Column("csl", FLOAT, "nats", "cumulative sample loss (Ravikumar et al., ICML 2025): the example's training "
+               "cross-entropy summed over its presentations, from the training forward passes (no extra pass); the "
+               "authors' code averages eval-mode losses of each epoch's checkpoint instead. High = suspicious"),
+        Column("learning_time", FLOAT, ACC, "threshold learning time (\"Thr. LT\" in Ravikumar et al. 2025, after "
+               "Jiang et al. 2021 and Maini et al. 2022): the first epoch, counted from 0, at whose end (eval mode) "
+               "the example was predicted as labelled, divided by `epochs` (= (first_learned_epoch - 1) / epochs); 1 "
+               "for one never learned. High = learned late = suspicious (their notebook scores 1 - the first "
+               "correct epoch, never-learned as 0: the opposite sign, at AUROC ~0.5)"),
+        Column("in_confidence", FLOAT, "probability", "in-confidence (Carlini et al. 2019, as Ravikumar et al. "
+               "2025 compute it): 1 - the final model's largest softmax probability on the example (eval mode, "
+               "last epoch). Their code takes the largest probability; their appendix words it as the probability "
+               "of the label, which `final_loss` ranks the same as. High = suspicious"),
+        Column("loss_curvature", FLOAT, "gradient norm", "input loss curvature (Garg, Ravikumar and Roy, ICML "
+               "2024), their estimator: mean over curvature_directions Rademacher directions v of "
+               "||grad_x l(x + h v) - grad_x l(x)||_2 (h = curvature_h, training label, eval mode, float32), at "
+               "the end of every curvature_every-th epoch and the last, averaged over those epochs. Not divided by "
+               "h nor by a batch size (their code divides by the batch size). High = suspicious. NaN when "
+               "curvature_every = 0, and in auxiliary trainings (their examples are never scored)"),
     ), "Are mislabeled examples learned later, and how many are never learned?",
         'ex = pd.read_parquet("results/examples")\n'
         'ex.groupby(["arch", "is_noisy"])["first_learned_epoch"].agg(["median", lambda s: s.isna().mean()])'),
@@ -149,8 +210,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("train_loss", FLOAT, "nats", "mean training-batch loss over the epoch (train mode)"),
         *ACCURACIES,
         Column("noisy_true_acc", FLOAT, ACC, "accuracy on the mislabeled examples against their true label"),
-        Column("epoch_lr", FLOAT, "", "learning rate at the epoch's last step"),
-        Column("seconds", FLOAT, "s", "wall time of the epoch, evaluation included"),
+        Column("epoch_lr", FLOAT, "learning rate", "learning rate at the epoch's last step"),
+        Column("seconds", FLOAT, "s", "wall time of the epoch, evaluation (and loss curvature, when computed at "
+               "this epoch) included"),
     ), "When does memorization happen? (noisy-train accuracy per epoch, averaged over seeds)",
         'ep = pd.read_parquet("results/epochs")\n'
         'ep.pivot_table(index="epoch", columns=["arch", "variant"], values="noisy_acc")'),
@@ -160,7 +222,10 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("clean_norm", FLOAT, "gradient norm", "the clean examples' summed gradient over the epoch: sum over "
                "the group's tensors of ||G||_2 / sqrt(numel)"),
         Column("noisy_norm", FLOAT, "gradient norm", "the same for the mislabeled examples"),
-        Column("cosine", FLOAT, "", "mean over the group's tensors of cos(G_clean, G_noisy); NaN when one is zero"),
+        Column("cosine", FLOAT, COSINE, "mean over the group's tensors of cos(G_clean, G_noisy), as the paper's code; "
+               "NaN when one is zero"),
+        Column("cosine_flat", FLOAT, COSINE, "cos(G_clean, G_noisy) of the group's gradients flattened into one "
+               "vector (large tensors weigh more than in `cosine`); NaN when one is zero"),
     ), "Which layers get the largest share of the noisy examples' gradient?",
         'gr = pd.read_parquet("results/gradients")\n'
         'gr.assign(noisy_share=gr.noisy_norm / (gr.clean_norm + gr.noisy_norm))'
@@ -191,8 +256,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                "(or the cap was reached)"),
         Column("flipped", BOOL, "", "true when the prediction left the training label within the cap"),
         Column("units", pa.list_(UNIT_TYPE), "", "the removed units in removal order, each {layer, layer_name, "
-               "module (module path in the model), unit (index within the module)}; empty when none; the same "
-               "rows, one per unit, are in `flip_units`"),
+               "module, unit} (see the `flip_units` table); empty when none; the same rows, one per unit, are in "
+               "`flip_units`"),
+        FLIP_RULE,
         *(Column(c.name, FLOAT, ACC, f"{c.meaning}, of the model with this example's units removed, on an "
                                  "evaluation sample (flip_eval_size)") for c in ACCURACIES),
         *_base("the edit"),
@@ -207,8 +273,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         EXAMPLE_ID, IS_NOISY,
         Column("step", INT, "", "removal order, from 0"),
         LAYER, LAYER_NAME,
-        Column("module", STR, "", "module path inside the model, e.g. layers.0"),
-        Column("unit", INT, "", "index of the neuron or channel within the module"),
+        Column("module", STR, "", "rule `outputs`: module path inside the model (e.g. `conv1.conv`); rule "
+               "`paper`: parameter path (e.g. `conv1.conv.weight`, `conv1.bn.bias`, `fc.weight`)"),
+        Column("unit", INT, "", "rule `outputs`: the output channel/feature of the module; rule `paper`: the "
+               "output channel for a conv weight, else the value's index in the flattened (row-major) tensor: "
+               "a BatchNorm channel, or class * in_features + feature for a linear weight such as `fc.weight`"),
+        FLIP_RULE,
     ), "In which layers sit the units removed to flip mislabeled examples?",
         'fu = pd.read_parquet("results/flip_units")\n'
         'fu.groupby(["arch", "is_noisy"])["layer_name"].value_counts(normalize=True)'),
@@ -223,17 +293,47 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     ), "How confident are out-of-sample models in the training label of mislabeled examples?",
         'oos = pd.read_parquet("results/oos_predictions")\n'
         'oos.assign(p_label=[p[y] for p, y in zip(oos.probs, oos.label)]).groupby("is_noisy")["p_label"].mean()'),
+    Table("ssft", "first-half example of a second-split forgetting run (ssft_half = 1 or 2)", ("example_id",), (
+        Column("of_run_id", STR, "", "the ordinary run (same config and seeds, ssft_half 0) these scores are for; "
+               "its two SSFT runs score each of its training examples exactly once (halves 1 and 2 swap roles)"),
+        EXAMPLE_ID,
+        Column("label", INT, "class", "the training (noisy) label"),
+        IS_NOISY,
+        Column("forget_epoch", INT, "epoch", "second-split forgetting time (Maini et al., 2022): the first "
+               "fine-tuning epoch (1..epochs) at whose end the example is predicted wrong (eval mode) and stays wrong "
+               "at every later epoch's end; null (pd.NA) = still predicted as labelled at the last epoch (never "
+               "forgotten). Low = suspicious: mislabeled examples are forgotten fast. An example wrong at every "
+               "fine-tuning epoch gets 1, learned at the end of the first phase or not (the SSFT code's rule)",
+               nullable_int=True),
+        Column("learned_at_phase1_end", BOOL, "", "predicted as its training label (eval mode) at the end of the "
+               "first phase, before fine-tuning on the other half"),
+        Column("correct_epochs", INT, "epochs", "fine-tuning epochs at whose end it was predicted as labelled"),
+    ), "Are mislabeled examples forgotten sooner once the model is fine-tuned on the other half?",
+        'ss = pd.read_parquet("results/ssft")\n'
+        'ss.assign(never=ss.forget_epoch.isna()).groupby("is_noisy")[["forget_epoch", "never"]].mean()'),
     Table("dropout", "run x evaluation mode", ("mode",), (
         Column("mode", STR, "", "example-tied runs: `tied` (each training example with its own mask; test as "
                "`all`), `all` (memorization channels x p_mem), `drop` (memorization channels zeroed, the paper's "
                "rescale), `drop-expected` (zeroed, rescaled by the training-time mean); other variants: `test` "
                "(their usual eval mode)"),
         *ACCURACIES,
-        Column("scale", FLOAT, "", "factor the generalization channels are multiplied by"),
+        Column("scale", FLOAT, "factor", "factor the generalization channels are multiplied by"),
         Column("scale_rule", STR, "", "none, paper ((p_gen + p_mem) / p_gen) or expected"),
     ), "How much of the memorized data is forgotten when the memorization channels are dropped?",
         'do = pd.read_parquet("results/dropout")\n'
         'do.pivot_table(index=["arch", "variant"], columns="mode", values=["noisy_acc", "test_acc"])'),
+    Table("detection_epochs", "run x epoch x training-pass signal", ("epoch", "signal"), (
+        Column("epoch", INT, "epoch", "training epoch (1..epochs)"),
+        Column("signal", STR, "", "loss (high = suspicious), margin (low = suspicious) or correct (wrong = "
+               "suspicious): each training example's value at its presentation in this epoch's training "
+               "forward passes, scored so that suspicious is high"),
+        Column("auroc", FLOAT, ACC, "area under the ROC curve for finding the mislabeled training examples by this "
+               "score (ties count half); NaN when the run has no mislabeled or no clean example"),
+        Column("average_precision", FLOAT, ACC, "average precision for the same (as sklearn's average_precision_"
+               "score: tied scores enter together); NaN as for auroc"),
+    ), "Does each epoch's training loss find the mislabeled examples better early or late in training?",
+        'de = pd.read_parquet("results/detection_epochs")\n'
+        'de.pivot_table(index="epoch", columns=["arch", "signal"], values="auroc")'),
     Table("dropout_examples", "training example of an example-tied run", ("example_id",), (
         EXAMPLE_ID, IS_NOISY,
         Column("correct_tied", BOOL, "", "predicted as its training label with its own mask (mode tied)"),
@@ -241,6 +341,65 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     ), "How many clean and mislabeled examples stay right once the memorization channels are dropped?",
         'de = pd.read_parquet("results/dropout_examples")\n'
         'de.groupby(["run_id", "is_noisy"])[["correct_tied", "correct_drop"]].mean()'),
+)}
+
+
+# The per-run tables a training writes. An auxiliary training (RunConfig.auxiliary: an out-of-sample fold run or
+# an SSFT half) writes the same rows to the twin `aux_<table>` instead (sweep.store.table_for picks the name), so
+# the tables the paper's figures and a plain `pd.read_parquet` read hold ordinary runs only. A per-run training
+# table added later is listed here and gets its twin (same columns, in the catalogue) without more code.
+TRAINING_TABLES = ("runs", "examples", "epochs", "gradients", "detection_epochs")
+AUX_PREFIX = "aux_"
+TABLES.update({f"{AUX_PREFIX}{name}": Table(
+    f"{AUX_PREFIX}{name}", f"{TABLES[name].row}, of an auxiliary training (cv_folds > 0 or ssft_half > 0)",
+    TABLES[name].keys, TABLES[name].columns,
+    f"The `{name}` rows of the trainings that exist only to feed a signal: out-of-sample fold runs (confident "
+    "learning) and second-split forgetting runs (SSFT). How did they train?",
+    f'aux = pd.read_parquet("results/{AUX_PREFIX}{name}")\n'
+    'aux.groupby(["cv_folds", "ssft_half"])["run_id"].nunique()', twin_of=name) for name in TRAINING_TABLES})
+
+
+# Tables the report derives from the sweep's tables and writes into the results folder (one file each, rewritten
+# whole by every report): never written by the engine, never planned, never stale (sweep.plan looks only at the
+# engine's tables). Same conventions: the run columns first, a fixed schema, in the catalogue.
+REPORT_TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("detection", "run x example set x signal of the mislabel-detection comparison (written by "
+          "`python -m analyses.report` to detection/comparison.parquet; ordinary runs only)", ("set", "signal"), (
+        Column("set", STR, "", "the examples compared: `flip subset` (the examples the flip analysis scored) or "
+               "`all training examples`; every signal of one run and set is measured on the same examples"),
+        Column("signal", STR, "", "the signal (analyses.signals): units_to_flip, forgotten_drop, final_loss, "
+               "first_learned, aum (training pass), aum_eval, forgetting (training pass), forgetting_eval, csl, "
+               "learning_time, in_confidence, loss_curvature, ssft, cleanlab, cleanlab_issue, and any plug-in's"),
+        Column("source", STR, "", "the table column the signal's natural value comes from (no negated scores: the "
+               "value itself, read in the direction of `suspicious`)"),
+        Column("suspicious", STR, "", "`high` or `low`: which end of the natural value points at a mislabeled "
+               "example (e.g. low AUM, few units to flip, high loss)"),
+        Column("n", INT, "examples", "examples in the set"),
+        Column("n_noisy", INT, "examples", "mislabeled examples among them"),
+        Column("rate", FLOAT, ACC, "their share: the noise rate on all training examples, about 1/2 on the flip "
+               "subset"),
+        Column("k", INT, "examples", "round(rate * n): how many top-ranked examples `precision_at_rate` looks at"),
+        Column("auroc", FLOAT, ACC, "area under the ROC curve for finding the mislabeled examples (ties count half; "
+               "0.5 = chance)"),
+        Column("average_precision", FLOAT, ACC, "average precision (scikit-learn's, on the ranks)"),
+        Column("precision_at_rate", FLOAT, ACC, "precision at the noise rate: share of mislabeled examples among the k "
+               "most suspicious (ties at the cut-off shared fractionally)"),
+        Column("chance", FLOAT, ACC, "chance level of both precisions (= rate)"),
+        Column("flagged", INT, "examples", "binary signals (tied drop, cleanlab flag): examples flagged; null for the "
+               "others", nullable_int=True),
+        Column("flag_precision", FLOAT, ACC, "binary signals: share of mislabeled among the flagged (NaN else)"),
+        Column("flag_recall", FLOAT, ACC, "binary signals: share of the mislabeled that are flagged (NaN else)"),
+        Column("extra_trainings", INT, "", "trainings the signal needs beyond the run itself: cleanlab the run's "
+               "cv_folds fold runs, SSFT its 2 second-split runs, the others 0; null when its runs were not found",
+               nullable_int=True),
+        Column("extra_passes", STR, "", "what the signal adds to the training's own forward and backward passes"),
+        Column("seconds", FLOAT, "s", "measured wall time of the signal for this run: runs.dynamics_seconds (every "
+               "training-pass signal together), runs.curvature_seconds, or the summed seconds of its auxiliary runs; "
+               "NaN where not measured"),
+        Column("seconds_source", STR, "", "which measurement `seconds` is, or why there is none"),
+    ), "Which signal finds the mislabeled examples best, and at what cost?",
+        'det = pd.read_parquet("results/detection")\n'
+        'det[det.set == "all training examples"].groupby(["arch", "noise", "signal"])[["auroc", "seconds"]].mean()'),
 )}
 
 
@@ -258,7 +417,17 @@ def _build_schema(spec: Table) -> pa.Schema:
     return plain.with_metadata(metadata)
 
 
-_SCHEMAS = {name: _build_schema(spec) for name, spec in TABLES.items()}
+_SCHEMAS = {name: _build_schema(spec) for name, spec in {**TABLES, **REPORT_TABLES}.items()}
+
+
+def column_units() -> dict[str, str]:
+    """Every declared column's unit by name, over the run columns and every table (a name means one thing in
+    every table it is in: a second unit for it is a declaration bug, refused here)."""
+    units: dict[str, str] = {}
+    for column in (*RUN_COLUMNS, *(c for spec in TABLES.values() for c in spec.columns)):
+        if units.setdefault(column.name, column.unit) != column.unit:
+            raise ValueError(f"column {column.name} is declared with units {units[column.name]!r} and {column.unit!r}")
+    return units
 
 
 def rows_frame(table: str, rows: list[dict[str, object]]) -> pd.DataFrame:
@@ -306,8 +475,28 @@ def catalogue() -> str:
         "",
         "Runs with one `config_id` are seeds of one experiment; the report pools exactly those.",
         "",
+        "Units and the range their values live in (the report keeps every across-seed interval inside it): "
+        + "; ".join(f"{unit} {_range_text(bounds)}" for unit, bounds in UNIT_RANGES.items() if bounds) + ".",
+        "",
+        "Auxiliary trainings, which exist only to feed a signal (out-of-sample fold runs, `cv_folds > 0`, for",
+        "`oos_predictions`; second-split forgetting runs, `ssft_half > 0`, for `ssft`), write their rows of",
+        f"{', '.join(f'`{t}`' for t in TRAINING_TABLES)} to the `{AUX_PREFIX}*` twins of those tables, so every",
+        "other table holds ordinary runs only and reads as the paper's figures use it.",
+        "",
     ]
     for spec in TABLES.values():
+        key = ", ".join(("run_id", *spec.keys))
+        columns = ([f"The columns of `{spec.twin_of}`. Auxiliary trainings write here instead of `{spec.twin_of}`, "
+                    "so a plain read of the main table holds ordinary runs only (cv_folds == 0 and ssft_half == 0)."]
+                   if spec.twin_of else ["| column | type | unit | meaning |", "|---|---|---|---|",
+                                         *_rows(spec.columns)])
+        lines += [f"## {spec.name}", "", f"One row per {spec.row} (unique key: {key}).", "", *columns, "",
+                  f"{spec.question}", "", "```python", "import pandas as pd", spec.example, "```", ""]
+    lines += ["# Tables the report writes", "",
+              "`python -m analyses.report` (run at the end of every sweep) derives these from the tables above and",
+              "writes each as one file, rewritten whole by every report, so they always match the report beside them.",
+              ""]
+    for spec in REPORT_TABLES.values():
         key = ", ".join(("run_id", *spec.keys))
         lines += [f"## {spec.name}", "", f"One row per {spec.row} (unique key: {key}).", "",
                   "| column | type | unit | meaning |", "|---|---|---|---|", *_rows(spec.columns), "",
@@ -326,6 +515,12 @@ def catalogue() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _range_text(bounds: tuple[float, float]) -> str:
+    """'[0, 1]', '[0, inf)', '(-inf, inf)': a closed end where the range holds its bound."""
+    low, high = bounds
+    return f"{'(' if low == float('-inf') else '['}{low:g}, {high:g}{')' if high == float('inf') else ']'}"
 
 
 def _rows(columns: tuple[Column, ...]) -> list[str]:

@@ -1,7 +1,8 @@
 """`run_sweep.py --status`: where a grid stands, read from the results folder alone (no Ray, no lock).
 
 Per run: `done` (a done-record whose files match it, as sweep.plan counts), `epoch k of E` (the small
-checkpoints/<run_id>/progress.json that training writes after each epoch), `failed: <error's first line>` (a
+checkpoints/<run_id>/progress.json that training writes after each epoch, with the epochs it trains in all: 2 x
+epochs for an SSFT run, sweep.ssft), `failed: <error's first line>` (a
 failure note, below) or `not started`; then the analysis tasks done and left, per analysis and in total; and
 whether a driver holds the folder's lock now. It never writes, so it works from a second terminal while a
 sweep runs.
@@ -126,7 +127,8 @@ def status_lines(store: Store, grid: Grid, probes: dict[str, Probe], now: float 
         elif cfg.run_id in plan.damaged_runs:
             state, key = f"not started ({plan.damaged_runs[cfg.run_id]}: a sweep trains it again)", "not started"
         elif progress is not None:
-            state, key = (f"epoch {progress.get('epoch')} of {cfg.epochs} (noisy-train accuracy "
+            epochs = progress.get("epochs", cfg.epochs)  # an SSFT run trains 2 x epochs
+            state, key = (f"epoch {progress.get('epoch')} of {epochs} (noisy-train accuracy "
                           f"{float(progress.get('noisy_acc', 0)):.3f}, {_ago(now - float(progress.get('time', now)))}"
                           f" on {progress.get('host')})"), "training"
         else:

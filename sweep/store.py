@@ -3,6 +3,9 @@
 Every file is written whole: bytes go to a hidden temporary name in the same directory, then are moved into
 place, so a crash leaves either the complete file or none. Table readers (pyarrow datasets, hence pandas)
 ignore names starting with '.', so a half-written temporary file is never read as data.
+
+`table_for` routes the rows of auxiliary trainings (RunConfig.auxiliary) to the `aux_*` twins of the training
+tables; every writer of run rows asks it for the table name.
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ from sweep.paths import resolve_location
 # Every table and the columns that identify one of its rows: a row is never written twice under one key.
 TABLE_KEYS = {name: ["run_id", *spec.keys] for name, spec in schemas.TABLES.items()}
 TABLES = tuple(TABLE_KEYS)
+
+
+def table_for(cfg: RunConfig, table: str) -> str:
+    """The table run `cfg` writes its `table` rows to: the `aux_` twin for an auxiliary training (an
+    out-of-sample fold run, an SSFT half: `cfg.auxiliary`) where `table` has one (schemas.TRAINING_TABLES),
+    else `table` itself. Every writer of run rows goes through here, so a plain read of `runs`, `examples`,
+    `epochs`, `gradients` (and any per-run training table added to TRAINING_TABLES) never mixes them in."""
+    if table not in schemas.TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    twin = f"{schemas.AUX_PREFIX}{table}"
+    return twin if cfg.auxiliary and table in schemas.TRAINING_TABLES else table
 
 
 def with_run_columns(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:

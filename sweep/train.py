@@ -10,6 +10,10 @@ running sum; `L_noisy.backward()` then accumulates into the same .grad, leaving 
 optimizer steps with. So one extra backward per batch and no per-batch host copy: G_noisy = G_total - G_clean
 is formed once per epoch. BatchNorm couples the examples of a batch, so with BatchNorm the split needs that
 second backward; a model without BatchNorm (our vit) could split per-example gradients from one backward.
+
+Per-example detection signals (sweep/dynamics.py) come from the logits each step already has, kept in
+on-device tensors; loss curvature (sweep/curvature.py) is the one signal that costs passes of its own, at the
+end of the epochs `curvature_every` picks. The resume state carries all of them, so a resumed run's are equal.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sweep import lock, records
+from sweep import lock, records, schemas
 from sweep.compiled import MODES, forward_of, wanted
 from sweep.config import RunConfig
+from sweep.curvature import CurvatureSum, due, model_curvature
 from sweep.data import Dataset, Split, load_dataset
-from sweep.dynamics import Dynamics, margins
+from sweep.dynamics import EvalDynamics, Stopwatch, TrainingDynamics, margins
 from sweep.errors import DamagedFile, UserError
 from sweep.folds import fold_split
 from sweep.models.for_run import build_model_for
@@ -45,7 +50,8 @@ from sweep.probes import RunData
 from sweep.records import Record
 from sweep.saver import Saver, cpu_copy
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
-from sweep.store import FileEntry, Store, with_run_columns
+from sweep.ssft import SecondSplit, split_for, train_epochs
+from sweep.store import FileEntry, Store, table_for, with_run_columns
 
 
 @dataclass
@@ -68,6 +74,9 @@ def prepare(cfg: RunConfig, device: torch.device, data_dir: str = "data", downlo
     data = (data or load_dataset(cfg.dataset, data_dir, download)).to(device)
     noisy, mask = add_label_noise(data.train.y.cpu(), cfg.noise, cfg.noise_seed, data.num_classes, cfg.dataset)
     whole = Prepared(data, noisy.to(device), data.train.y, mask.to(device), torch.arange(len(noisy), device=device))
+    if cfg.ssft_half:  # trained on one half first, then fine-tuned on the other (sweep.ssft)
+        first, second = (ids.to(device) for ids in split_for(len(noisy), cfg.ssft_half, cfg.noise_seed))
+        return replace(_rows(whole, first), held_out=_rows(whole, second))
     if not cfg.cv_folds:
         return whole
     train_ids, held_ids = (ids.to(device) for ids in fold_split(len(noisy), cfg.cv_folds, cfg.cv_fold,
@@ -94,8 +103,14 @@ def pick_device(name: str | None) -> torch.device:
         raise UserError(f"unknown device {name!r}; accepted: auto, cpu, cuda, cuda:N") from exc
 
 
+CURVATURE_STREAM = 7_919_000  # offsets the curvature directions' seed from the batch order's (same seed, epoch)
+
+
 class Trainer:
     """Owns the model, optimizer and per-example records of one run; `train_epoch` advances one epoch."""
+
+    # 2: training-pass AUM / forgetting, CSL, curvature, detection rows; a state saved before is not resumed
+    STATE_VERSION = 2
 
     def __init__(self, cfg: RunConfig, prep: Prepared, device: torch.device, compile: bool = False) -> None:
         self.cfg, self.prep, self.device = cfg, prep, device
@@ -116,7 +131,12 @@ class Trainer:
         self.epoch = 0
         self.first_learned = torch.full((n,), -1, dtype=torch.long, device=device)
         self.last_loss = torch.zeros(n, device=device)
-        self.dynamics = Dynamics(n, device)
+        self.last_confidence = torch.zeros(n, device=device)  # max softmax of the last evaluation, per example
+        self.dynamics = EvalDynamics(n, device)  # aum_eval, forgetting_events_eval
+        self.training_dynamics = TrainingDynamics(n, device)  # aum, forgetting_events, csl (training passes)
+        self.dynamics_watch = Stopwatch(device)  # what the training-pass signals add: dynamics_seconds
+        self.curvature = CurvatureSum(n, device)
+        self.detection_rows: list[dict[str, object]] = []  # detection_epochs, one row per epoch and signal
         self.forward = forward_of(self.model, compile)  # the model, or it through torch.compile
 
     def _autocast(self) -> torch.autocast:
@@ -132,6 +152,7 @@ class Trainer:
         With `sums` = (clean, total) gradient accumulators, the clean part is backpropagated first and added to
         the clean sum, then the noisy part completes .grad to the total, which is added to the total sum. Without
         `sums` it is a plain step with one backward, the baseline the accounting overhead is measured against.
+        Either way the batch's logits and losses also feed the per-example training-pass signals (`_present`).
         """
         prep = self.prep
         for group in self.opt.param_groups:
@@ -139,7 +160,9 @@ class Trainer:
         self.opt.zero_grad(set_to_none=False)
         with self._autocast():
             logits = self.forward(self._inputs(prep.data.train.x[idx]), ids=idx)
-        losses = F.cross_entropy(logits.float(), prep.labels[idx], reduction="none")
+        labels = prep.labels[idx]
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        self._present(idx, logits, labels, losses)
         noisy = prep.is_noisy[idx].to(losses.dtype)
         l_noisy = (losses * noisy).sum() / len(idx)
         l_clean = (losses * (1 - noisy)).sum() / len(idx)
@@ -153,6 +176,15 @@ class Trainer:
             torch._foreach_add_(sums[1], grads)
         self.opt.step()
         return (l_clean + l_noisy).detach()
+
+    def _present(self, idx: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor) -> None:
+        """The batch's training-pass signals from the logits the step already has: margin, correctness and loss
+        per example into the on-device running tensors (timed for dynamics_seconds; no host sync)."""
+        self.dynamics_watch.start()
+        with torch.no_grad():
+            logits = logits.detach().float()
+            self.training_dynamics.present(idx, losses.detach(), margins(logits, labels), logits.argmax(1) == labels)
+        self.dynamics_watch.stop()
 
     def train_epoch(self) -> tuple[dict[str, float], list[dict[str, object]]]:
         """One epoch; returns the epoch's metric row and one gradient-accounting row per layer group."""
@@ -172,26 +204,66 @@ class Trainer:
         self.epoch += 1
         grad_rows = self._gradient_rows(*sums)
         row = {"epoch": self.epoch, "train_loss": float(loss_sum) / self.steps_per_epoch, **self.evaluate(),
-               "epoch_lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr),
-               "seconds": time.perf_counter() - start}
+               "epoch_lr": lr_at(self.epoch * self.steps_per_epoch - 1, cfg.epochs * self.steps_per_epoch, cfg.lr)}
+        self.dynamics_watch.start()
+        self.detection_rows.extend(self.training_dynamics.epoch_rows(self.epoch, prep.is_noisy))
+        self.dynamics_watch.stop()
+        self.dynamics_watch.total()  # reads this epoch's section timings (the epoch has synchronised already)
+        # An auxiliary training's examples are never scored, so it skips the curvature its config asks for.
+        if due(self.epoch, cfg.epochs, cfg.curvature_every) and not cfg.auxiliary:
+            self._add_curvature()
+        row["seconds"] = time.perf_counter() - start
         return row, grad_rows
 
+    def _add_curvature(self) -> None:
+        """This epoch's loss curvature of every training example (sweep/curvature.py), added to the running sum.
+        Its directions come from a generator seeded by (seed, epoch), so a resumed run draws the same ones."""
+        cfg, prep = self.cfg, self.prep
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(cfg.seed * 1_000_003 + self.epoch + CURVATURE_STREAM)
+        ids = torch.arange(len(prep.labels), device=self.device)
+        values = model_curvature(self.model, prep.data.train.x, prep.labels, ids, cfg.curvature_directions,
+                                 cfg.curvature_h, gen)
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.curvature.add(values, time.perf_counter() - start)
+
+    @property
+    def dynamics_seconds(self) -> float:
+        """Seconds the per-example training-pass signals have cost so far (resumed parts included)."""
+        return self.dynamics_watch.total()
+
     def _gradient_rows(self, g_clean: list[torch.Tensor], g_total: list[torch.Tensor]) -> list[dict[str, object]]:
-        """Per group: sum of ||G||/sqrt(numel) for clean and noisy parts, mean cosine over the group's tensors."""
+        """Per group: sum of ||G||/sqrt(numel) for clean and noisy parts; two cosines between them.
+
+        `cosine` is the mean over the group's tensors of each tensor's cosine (the paper's code); `cosine_flat`
+        is the cosine of the group's gradients flattened into one vector, in which a large tensor weighs more.
+        They differ when the group's tensors disagree (a conv filter against its BatchNorm scale), by up to 0.3
+        on ResNet-9; both come from the same per-tensor dot products and squared norms.
+        """
         g_noisy = torch._foreach_sub(g_total, g_clean)
-        scale = [math.sqrt(g.numel()) for g in g_clean]
-        clean = torch.stack(torch._foreach_norm(g_clean)) / torch.tensor(scale, device=self.device)
-        noisy = torch.stack(torch._foreach_norm(g_noisy)) / torch.tensor(scale, device=self.device)
+        scale = torch.tensor([math.sqrt(g.numel()) for g in g_clean], device=self.device)
+        raw_clean = torch.stack(torch._foreach_norm(g_clean)).float()
+        raw_noisy = torch.stack(torch._foreach_norm(g_noisy)).float()
+        clean, noisy = raw_clean / scale, raw_noisy / scale
         dots = torch.stack([(a.float() * b.float()).sum() for a, b in zip(g_clean, g_noisy, strict=True)])
-        cos = dots / (clean * noisy * torch.tensor(scale, device=self.device) ** 2).clamp_min(1e-30)
+        cos = dots / (raw_clean * raw_noisy).clamp_min(1e-30)
         cos = torch.where((clean > 0) & (noisy > 0), cos, torch.full_like(cos, float("nan")))
-        clean, noisy, cos = (t.double().cpu().numpy() for t in (clean, noisy, cos))
+        host = torch.stack([clean, noisy, cos, dots, raw_clean, raw_noisy]).double().cpu().numpy()
+        clean, noisy, cos, dots, raw_clean, raw_noisy = host
         which = np.array(self.param_group)
         rows = []
         for gi, name in enumerate(self.group_names):
             sel = which == gi
+            norm_c = math.sqrt(float((raw_clean[sel] ** 2).sum()))
+            norm_n = math.sqrt(float((raw_noisy[sel] ** 2).sum()))
+            flat = float(dots[sel].sum()) / (norm_c * norm_n) if norm_c > 0 and norm_n > 0 else float("nan")
             rows.append({"epoch": self.epoch, "layer": gi, "layer_name": name, "clean_norm": float(clean[sel].sum()),
-                         "noisy_norm": float(noisy[sel].sum()), "cosine": float(cos[sel].mean())})
+                         "noisy_norm": float(noisy[sel].sum()), "cosine": float(cos[sel].mean()),
+                         "cosine_flat": flat})
         return rows
 
     @torch.no_grad()
@@ -200,7 +272,7 @@ class Trainer:
         prep, model = self.prep, self.forward
         self.model.eval()
         train_x, test = prep.data.train.x, prep.data.test
-        preds, losses, margin = [], [], []
+        preds, losses, margin, confidence = [], [], [], []
         for s in range(0, len(train_x), batch):
             ids = torch.arange(s, min(s + batch, len(train_x)), device=self.device)
             with self._autocast():
@@ -208,7 +280,9 @@ class Trainer:
             preds.append(logits.argmax(1))
             losses.append(F.cross_entropy(logits, prep.labels[ids], reduction="none"))
             margin.append(margins(logits, prep.labels[ids]))
+            confidence.append(torch.softmax(logits, 1).amax(1))
         pred, loss = torch.cat(preds), torch.cat(losses)
+        self.last_confidence = torch.cat(confidence)
         test_correct = torch.zeros((), device=self.device)
         for s in range(0, len(test.x), batch):
             with self._autocast():
@@ -227,9 +301,11 @@ class Trainer:
         """Everything a resumed run needs to continue exactly where this one is, the random generators included:
         standard dropout draws from torch's global generators, so without them a resumed `dropout`-variant run
         would replay its masks from the start of the stream."""
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
-                "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu(),
-                "dynamics": self.dynamics.state_dict(),
+        return {"version": self.STATE_VERSION, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "epoch": self.epoch, "first_learned": self.first_learned.cpu(), "last_loss": self.last_loss.cpu(),
+                "last_confidence": self.last_confidence.cpu(), "dynamics": self.dynamics.state_dict(),
+                "training_dynamics": self.training_dynamics.state_dict(), "curvature": self.curvature.state_dict(),
+                "detection_rows": list(self.detection_rows), "dynamics_seconds": self.dynamics_seconds,
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if self.cuda else []}
 
@@ -239,7 +315,12 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.first_learned = state["first_learned"].to(self.device)
         self.last_loss = state["last_loss"].to(self.device)
+        self.last_confidence = state["last_confidence"].to(self.device)
         self.dynamics.load_state_dict(state["dynamics"], self.device)
+        self.training_dynamics.load_state_dict(state["training_dynamics"], self.device)
+        self.curvature.load_state_dict(state["curvature"], self.device)
+        self.detection_rows = list(state["detection_rows"])
+        self.dynamics_watch.seconds = float(state["dynamics_seconds"])
         if "rng_cpu" in state:  # absent in a state saved before generators were kept
             torch.set_rng_state(state["rng_cpu"])
         if self.cuda and state.get("rng_cuda"):
@@ -250,15 +331,28 @@ class Trainer:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def examples_frame(self) -> pd.DataFrame:
-        prep = self.prep
+        """One row per training example with every per-example signal (sweep/schemas.py says what each means)."""
+        prep, dyn = self.prep, self.training_dynamics
         first = self.first_learned.cpu().numpy()
+        # learning time (Ravikumar et al. 2025's "Thr. LT"): the first epoch, counted from 0, at whose end the
+        # example was predicted as labelled, over the epochs trained; 1 (the end) for one never learned
+        learning_time = np.where(first >= 0, (first - 1) / self.cfg.epochs, 1.0)
         return pd.DataFrame({
             "example_id": prep.example_ids.cpu().numpy(), "label": prep.labels.cpu().numpy(),
             "original_label": prep.original.cpu().numpy(), "is_noisy": prep.is_noisy.cpu().numpy(),
             "final_loss": self.last_loss.float().cpu().numpy(),
             # -1 (never learned) is the trainer's own marker; the table says it with a null
             "first_learned_epoch": pd.array(np.where(first >= 0, first, None), dtype="Int64"),
-            "aum": self.dynamics.aum().cpu().numpy(), "forgetting_events": self.dynamics.forgetting.cpu().numpy()})
+            "aum": dyn.aum().cpu().numpy(), "aum_eval": self.dynamics.aum().cpu().numpy(),
+            "forgetting_events": dyn.forgetting_events().cpu().numpy(),
+            "forgetting_events_eval": self.dynamics.forgetting.cpu().numpy(),
+            "csl": dyn.csl().cpu().numpy(), "learning_time": learning_time.astype(np.float64),
+            "in_confidence": (1 - self.last_confidence.double()).cpu().numpy(),
+            "loss_curvature": self.curvature.mean().cpu().numpy()})
+
+    def detection_frame(self) -> pd.DataFrame:
+        """The run's detection_epochs rows: per epoch and training-pass signal, AUROC and average precision."""
+        return schemas.rows_frame("detection_epochs", self.detection_rows)
 
 
     @torch.no_grad()
@@ -327,8 +421,8 @@ def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
     except DamagedFile as exc:
         print(f"run {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
         return None
-    if "dynamics" not in state.get("trainer", {}):  # saved by a version without per-example dynamics
-        print(f"run {cfg.run_id}: the saved state predates training-dynamics signals; training it from the start",
+    if state.get("trainer", {}).get("version", 1) < Trainer.STATE_VERSION:  # before today's per-example signals
+        print(f"run {cfg.run_id}: the saved state predates the training-pass signals; training it from the start",
               file=sys.stderr)
         return None
     files = {k: FileEntry(*v) for k, v in state.get("files", {}).items()}
@@ -347,7 +441,7 @@ def progress_path(run_id: str) -> str:
 def write_progress(store: Store, cfg: RunConfig, row: dict[str, float]) -> None:
     """A few bytes of JSON per epoch, so `run_sweep.py --status` in another terminal can say "epoch k of E"
     without loading a checkpoint or asking Ray."""
-    note = {"epoch": int(row["epoch"]), "epochs": cfg.epochs, "noisy_acc": float(row["noisy_acc"]),
+    note = {"epoch": int(row["epoch"]), "epochs": train_epochs(cfg), "noisy_acc": float(row["noisy_acc"]),
             "test_acc": float(row["test_acc"]), "host": socket.gethostname(), "time": time.time()}
     store.write_bytes(progress_path(cfg.run_id), json.dumps(note).encode())
 
@@ -359,6 +453,10 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
                 background_saves: bool | None = None) -> dict[str, object]:
     """Train `cfg` to completion, resuming from its last saved epoch, and write its four tables and its record.
 
+    An auxiliary training (`cfg.auxiliary`) writes them to the `aux_*` twins (sweep.store.table_for), plus its
+    own output: an out-of-sample run's `oos_predictions`, an SSFT run's `ssft` (sweep.ssft.SecondSplit stands in
+    for the Trainer: 2 x epochs epochs, the second half fine-tuning on the other half of the training set).
+
     Each epoch saves the weights (epoch_XXX.pt, for the probes; with `keep`, only for those epochs and the
     last: the grid's keep_checkpoints = "probes") and then the resume state (state.pt), both atomically; the
     state lists every checkpoint written so far with its size and checksum. A restart continues after the last
@@ -369,7 +467,9 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
     """
     start = time.perf_counter()
     prep = prepare(cfg, device, data_dir, download, data=data)  # `data`: the node's shared copy, if any
-    trainer = Trainer(cfg, prep, device, compile=compile)
+    trainer = (SecondSplit(cfg, prep, lambda p: Trainer(cfg, p, device, compile=compile)) if cfg.ssft_half
+               else Trainer(cfg, prep, device, compile=compile))
+    last = train_epochs(cfg)
     ckdir = checkpoint_dir(cfg)
     epoch_rows: list[dict] = []
     grad_rows: list[dict] = []
@@ -393,11 +493,11 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
         write_progress(store, cfg, row)
 
     try:
-        while trainer.epoch < cfg.epochs:
+        while trainer.epoch < last:
             row, grads = trainer.train_epoch()
             epoch_rows.append(row)
             grad_rows.extend(grads)
-            kept = keep is None or trainer.epoch in keep or trainer.epoch == cfg.epochs
+            kept = keep is None or trainer.epoch in keep or trainer.epoch == last
             resume = {"trainer": trainer.state_dict(), "epoch_rows": list(epoch_rows), "grad_rows": list(grad_rows),
                       "seconds": seconds + time.perf_counter() - start}
             if saver.background:
@@ -408,20 +508,26 @@ def execute_run(cfg: RunConfig, store: Store, device: torch.device, data_dir: st
                 on_epoch(row)
     finally:
         saver.drain()  # every epoch's files are written (or the first failure raised) before anything else
+    signals = trainer.phase1 if isinstance(trainer, SecondSplit) else trainer  # an SSFT run's: its phase 1's
     tables = [("examples", trainer.examples_frame()), ("epochs", pd.DataFrame(epoch_rows)),
-              ("gradients", pd.DataFrame(grad_rows))]
+              ("gradients", pd.DataFrame(grad_rows)), ("detection_epochs", signals.detection_frame())]
     if cfg.cv_folds:
         tables.append(("oos_predictions", trainer.held_out_frame()))
-    for table, frame in tables:
-        files[store.table_file(table, cfg.run_id)] = store.write_table(table, cfg.run_id, with_run_columns(frame, cfg))
+    if cfg.ssft_half:
+        tables.append(("ssft", trainer.ssft_frame()))
+    for table, frame in tables:  # an auxiliary training's rows go to the aux_* tables (store.table_for)
+        name = table_for(cfg, table)
+        files[store.table_file(name, cfg.run_id)] = store.write_table(name, cfg.run_id, with_run_columns(frame, cfg))
     run_row = {"n_train": len(prep.labels), "n_test": len(prep.data.test.y),
                "n_noisy": int(prep.is_noisy.sum()), "status": "complete",
                "seconds": seconds + time.perf_counter() - start, "device": str(device),
                "node": socket.gethostname(), "ray_node_id": ray_node_id,
                "versions": f"python={platform.python_version()};torch={torch.__version__}",
-               "checkpoint_dir": store.path(ckdir)}
+               "checkpoint_dir": store.path(ckdir), "dynamics_seconds": signals.dynamics_seconds,
+               "curvature_seconds": signals.curvature.seconds}
     runs = with_run_columns(pd.DataFrame([run_row]), cfg)
-    files[store.table_file("runs", cfg.run_id)] = store.write_table("runs", cfg.run_id, runs)
+    runs_table = table_for(cfg, "runs")
+    files[store.table_file(runs_table, cfg.run_id)] = store.write_table(runs_table, cfg.run_id, runs)
     records.write(store, records.run_record_path(cfg.run_id), Record(cfg.run_id, asdict(cfg), files))
     return runs.iloc[0].to_dict()
 

@@ -43,8 +43,8 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def test_where_keeps_the_runs_that_match_every_field_given():
-    demo = load_grid("demo")  # mlp x 4 variants x seeds 0, 1 (+ out-of-sample runs); resnet9 x seeds 0, 1
-    mlp = select_runs(demo, ["arch=mlp,cv_folds=0"])
+    demo = load_grid("demo")  # mlp x 4 variants x seeds 0, 1 (+ out-of-sample and SSFT runs); resnet9 x seeds 0, 1
+    mlp = select_runs(demo, ["arch=mlp,cv_folds=0,ssft_half=0"])
     assert len(mlp.runs) == 8 and {c.arch for c in mlp.runs} == {"mlp"}
     two = select_runs(demo, ["arch=mlp,variant=tied"])  # several fields: all must match
     assert [(c.arch, c.variant) for c in two.runs] == [("mlp", "tied")] * 2
@@ -55,23 +55,23 @@ def test_where_keeps_the_runs_that_match_every_field_given():
     typed = select_runs(demo, ["noise=0.10,width=0.25"])  # read as the field's type: 0.10 is the grid's 0.1
     assert {c.arch for c in typed.runs} == {"resnet9"} and len(typed.runs) == 2
     assert select_runs(demo).runs == demo.runs and [c.run_id for c in mlp.runs] == [
-        c.run_id for c in demo.runs if c.arch == "mlp" and not c.cv_folds]  # order kept, ids unchanged
+        c.run_id for c in demo.runs if c.arch == "mlp" and not c.auxiliary]  # order kept, ids unchanged
 
 
 def test_set_replaces_a_field_on_every_run_which_makes_them_other_runs():
     smoke = load_grid("smoke")
     short = select_runs(smoke, sets=["epochs=3"])
-    assert [c.epochs for c in short.runs] == [3] * 6
+    assert [c.epochs for c in short.runs] == [3] * 8
     assert not {c.run_id for c in short.runs} & {c.run_id for c in smoke.runs}  # other runs, other ids
     assert [c.variant for c in short.runs] == [c.variant for c in smoke.runs]
-    both = select_runs(smoke, ["variant=standard,cv_folds=0"], ["epochs=3", "lr=0.05,seed=2"])
+    both = select_runs(smoke, ["variant=standard,cv_folds=0,ssft_half=0"], ["epochs=3", "lr=0.05,seed=2"])
     (cfg,) = both.runs
     assert (cfg.epochs, cfg.lr, cfg.seed, cfg.noise_seed) == (3, 0.05, 2, 2)  # seed sets the noise draw too
-    where = ["arch=mlp,cv_folds=0"]
+    where = ["arch=mlp,cv_folds=0,ssft_half=0"]
     merged = select_runs(load_grid("demo"), where, ["seed=0"])  # seeds 0 and 1 become one run each
     assert len(merged.runs) == 4
     lines = selection_lines(load_grid("demo"), merged, where, ["seed=0"])
-    assert lines == ["--where arch=mlp,cv_folds=0: 8 of 20 runs",
+    assert lines == ["--where arch=mlp,cv_folds=0,ssft_half=0: 8 of 24 runs",
                      "--set seed=0 (8 runs became 4: equal runs are kept once)"]
 
 
@@ -101,14 +101,14 @@ def test_bad_where_or_set_names_what_is_accepted(where, sets, needle):
 
 
 def test_dry_run_shows_the_selection_and_only_the_runs_chosen(cli, tmp_path):
-    code, out, err = cli("--grid", "demo", "--where", "arch=mlp,cv_folds=0", "--where", "seed=1", "--set",
+    code, out, err = cli("--grid", "demo", "--where", "arch=mlp,cv_folds=0,ssft_half=0", "--where", "seed=1", "--set",
                          "epochs=5", "--dry-run")
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[:2] == ["--where arch=mlp,cv_folds=0,seed=1: 4 of 20 runs", "--set epochs=5"]
+    assert lines[:2] == ["--where arch=mlp,cv_folds=0,ssft_half=0,seed=1: 4 of 24 runs", "--set epochs=5"]
     runs = [line for line in lines if "[to train]" in line]
     assert len(runs) == 4 and all(" arch=mlp " in r and " seed=1 " in r and " epochs=5 " in r for r in runs)
-    chosen = select_runs(load_grid("demo"), ["arch=mlp,cv_folds=0,seed=1"], ["epochs=5"])
+    chosen = select_runs(load_grid("demo"), ["arch=mlp,cv_folds=0,ssft_half=0,seed=1"], ["epochs=5"])
     assert [r.split()[0] for r in runs] == [c.run_id for c in chosen.runs]
     assert lines[-1].startswith("4 runs, ")
     assert not (tmp_path / "res").exists()

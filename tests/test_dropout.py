@@ -10,11 +10,15 @@ from sweep.config import RunConfig
 from sweep.dropout import (
     ExampleTiedDropout,
     SparseChannels,
+    SparseElements,
     StandardDropout,
     drop_factor,
     make_dropout,
+    mask_seed,
     set_dropout_mode,
+    tied_modules,
 )
+from sweep.models.for_run import build_model_for
 
 
 def tied(channels: int = 40, **kw) -> ExampleTiedDropout:
@@ -149,6 +153,8 @@ def test_standard_dropout_is_random_in_training_and_off_in_eval() -> None:
 
 
 def test_sparse_channels_are_fixed_at_train_and_test() -> None:
+    """`sparse_mask = "channels"` (the earlier rule): a fixed 40% of channels, no rescaling."""
+    assert isinstance(make_dropout(RunConfig(variant="sparse", sparse_mask="channels"))(0, 50), SparseChannels)
     drop = SparseChannels(50, p=0.4, seed=1, layer=2)
     x = torch.rand(7, 50, 2, 2) + 0.5
     train_out, eval_out = drop.train()(x, torch.arange(7)), drop.eval()(x)
@@ -165,10 +171,60 @@ def test_make_dropout_builds_each_variant() -> None:
     assert isinstance(module, ExampleTiedDropout)
     assert (module.n_gen, module.p_mem, module.layer) == (5, 0.3, 2)
     assert isinstance(make_dropout(RunConfig(variant="dropout"))(0, 10), StandardDropout)
-    assert isinstance(make_dropout(RunConfig(variant="sparse"))(0, 10), SparseChannels)
+    assert isinstance(make_dropout(RunConfig(variant="sparse"))(0, 10), SparseElements)  # the paper's, by default
     seeds = {make_dropout(RunConfig(variant="tied", seed=s))(0, 10).seed for s in range(3)}
     assert len(seeds) == 3
     with pytest.raises(ValueError):
         make_dropout(RunConfig(variant="standard"))
     # Derived masks stay out of checkpoints: state_dicts hold weights only.
-    assert module.state_dict() == {} and SparseChannels(10).state_dict() == {}
+    assert module.state_dict() == {} and SparseChannels(10).state_dict() == {} and SparseElements().state_dict() == {}
+
+
+def test_sparse_network_is_the_papers_fixed_elementwise_mask_rescaled() -> None:
+    """The default sparse baseline (`sparse_mask = "paper"`): element-wise, one mask for every example, call and
+    mode, 40% dropped, survivors times 1/(1-p) so the mean activation is kept in expectation."""
+    drop = make_dropout(RunConfig(variant="sparse", seed=2))(3, 16)
+    assert isinstance(drop, SparseElements) and (drop.p, drop.layer) == (0.4, 3)
+    x = torch.rand(5, 16, 6, 6) + 0.5
+    out = drop.train()(x, torch.arange(5))
+    assert torch.equal(out, drop(x[[3, 1, 0, 4, 2]], torch.arange(5))[[2, 1, 4, 0, 3]])  # no tie to the row
+    assert torch.equal(out, drop.eval()(x)) and torch.equal(out, drop(x, torch.tensor([9, 8, 7, 6, 5])))
+    kept = out != 0
+    assert torch.equal(kept, kept[:1].expand_as(kept)), "the same mask for every example"
+    per_channel = kept[0].flatten(1).float().mean(1)
+    assert ((per_channel > 0) & (per_channel < 1)).any(), "element-wise: a channel is partly kept"
+    torch.testing.assert_close(out[kept], x[kept] / 0.6)
+    # Over many elements: 40% dropped, each element independently, the mean activation preserved.
+    big = SparseElements(0.4, seed=0, layer=0).keep((64, 32, 32)).float()
+    assert abs(1 - big.mean().item() - 0.4) < 0.01 and (big.mean((1, 2)) - 0.6).abs().max() < 0.06
+    ones = torch.ones(2, 64, 32, 32)
+    assert abs(SparseElements(0.4)(ones).mean().item() - 1.0) < 0.02
+    # Reproducible from (seed, layer); another layer or seed gets another mask.
+    seed = mask_seed(RunConfig(variant="sparse", seed=2))
+    assert torch.equal(SparseElements(0.4, seed=seed, layer=3).keep((16, 6, 6)), kept[0])
+    assert not torch.equal(SparseElements(0.4, seed=seed, layer=4).keep((16, 6, 6)), kept[0])
+    assert not torch.equal(SparseElements(0.4, seed=seed + 1, layer=3).keep((16, 6, 6)), kept[0])
+    # Per feature on flat activations (the MLP), rescaled too.
+    flat = SparseElements(0.4, seed=0, layer=1)(torch.ones(3, 1000))
+    assert flat.unique().tolist() == [0.0, pytest.approx(1 / 0.6)] and torch.equal(flat, flat[:1].expand_as(flat))
+
+
+@pytest.mark.parametrize("arch,places,expected", [
+    ("resnet9", "paper", ["conv1", "conv2", "res1b", "conv3", "res2b", "conv4"]),
+    ("resnet9", "blocks", ["conv1", "conv2", "res1a", "res1b", "conv3", "res2a", "res2b", "conv4"]),
+    ("mlp", "paper", ["fc1", "fc2", "fc3"]),
+])
+def test_tied_masks_are_recomputable_from_seed_layer_and_example(arch: str, places: str, expected: list) -> None:
+    """The documented layer indexing: module k sits in the k-th place, masks `<block>`'s output channels, and its
+    mask is ExampleTiedDropout(C, p_gen, p_mem, seed=mask_seed(cfg), layer=k) for any example id."""
+    cfg = RunConfig(arch=arch, variant="tied", width=0.25, seed=5, dropout_places=places)
+    model = build_model_for(cfg)
+    found = tied_modules(model)
+    assert [name for name, _ in found] == [f"{block}.drop" for block in expected]
+    ids = torch.tensor([0, 17, 1234, 5])
+    for layer, (name, module) in enumerate(found):
+        block = model.get_submodule(name.removesuffix(".drop"))
+        owner = block.conv if arch == "resnet9" else block.linear
+        units = owner.out_channels if arch == "resnet9" else owner.out_features
+        fresh = ExampleTiedDropout(units, cfg.p_gen, cfg.p_mem, seed=mask_seed(cfg), layer=layer)
+        assert module.layer == layer and torch.equal(module.mask(ids), fresh.mask(ids)), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,8 +37,11 @@ def sweep(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def check_complete(results: Path) -> dict[str, pd.DataFrame]:
-    """Every table present, no duplicate keys, each run with epochs 1..E and gradients for every group."""
+    """Every table present, no duplicate keys, each run with epochs 1..E (1..2E for an SSFT run) and gradients
+    for every group, each in the table its kind of run writes (sweep.store.table_for)."""
     from sweep.grids import load_grid
+    from sweep.ssft import train_epochs
+    from sweep.store import table_for
 
     grid = load_grid("smoke")
     tables = {t: pd.read_parquet(results / t) for t in KEYS}
@@ -45,15 +49,16 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
         frame = tables[table]
         assert not frame.empty, table
         assert not frame.duplicated(key).any(), f"duplicate rows in {table}"
-    runs = tables["runs"]
-    assert sorted(runs["run_id"]) == sorted(c.run_id for c in grid.runs)
-    assert (runs["status"] == "complete").all()
+    for table in ("runs", "aux_runs"):
+        runs = tables[table]
+        assert sorted(runs["run_id"]) == sorted(c.run_id for c in grid.runs if table_for(c, "runs") == table)
+        assert (runs["status"] == "complete").all()
     for cfg in grid.runs:
-        epochs = tables["epochs"].query("run_id == @cfg.run_id")
-        assert sorted(epochs["epoch"]) == list(range(1, cfg.epochs + 1))
-        grads = tables["gradients"].query("run_id == @cfg.run_id")
-        assert len(grads) == cfg.epochs * grads["layer"].nunique() and grads["layer"].nunique() >= 2
-    standard = [c for c in grid.runs if c.variant == "standard" and not c.cv_folds]
+        epochs = tables[table_for(cfg, "epochs")].query("run_id == @cfg.run_id")
+        assert sorted(epochs["epoch"]) == list(range(1, train_epochs(cfg) + 1))
+        grads = tables[table_for(cfg, "gradients")].query("run_id == @cfg.run_id")
+        assert len(grads) == train_epochs(cfg) * grads["layer"].nunique() and grads["layer"].nunique() >= 2
+    standard = [c for c in grid.runs if c.variant == "standard" and not c.auxiliary]
     for table in ("rewinding", "retraining", "flips"):
         assert set(tables[table]["run_id"]) == {c.run_id for c in standard}, table
     assert set(tables["dropout"]["run_id"]) == {c.run_id for c in grid.runs if c.variant != "standard"}
@@ -61,10 +66,15 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
     oos = tables["oos_predictions"]
     assert set(oos["run_id"]) == folds and set(oos["of_run_id"]) == {standard[0].run_id}
     assert sorted(oos["example_id"]) == sorted(tables["examples"].query("run_id == @standard[0].run_id")["example_id"])
+    ssft = tables["ssft"]  # the two SSFT runs score every example once
+    assert set(ssft["run_id"]) == {c.run_id for c in grid.runs if c.ssft_half}
+    assert set(ssft["of_run_id"]) == {standard[0].run_id}
+    assert sorted(ssft["example_id"]) == sorted(oos["example_id"])
     # keep_checkpoints = "probes": epoch 0, the rewind epochs and the last for the standard run; the last otherwise
+    # (an SSFT run: the end of each phase)
     for cfg in grid.runs:
         kept = sorted(p.name for p in (results / "checkpoints" / cfg.run_id).glob("epoch_*.pt"))
-        want = [0, 4, 8, 20] if cfg in standard else [20]
+        want = [0, 4, 8, 20] if cfg in standard else [20, 40] if cfg.ssft_half else [20]
         assert kept == [f"epoch_{e:03d}.pt" for e in want], (cfg.run_id, kept)
     n_groups = tables["gradients"].query("run_id == @standard[0].run_id")["layer"].nunique()
     assert tables["rewinding"]["layer"].nunique() == n_groups == tables["retraining"]["layer"].nunique()
@@ -83,8 +93,8 @@ def smoke(cluster, tmp_path_factory):
 def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     results, proc, elapsed = smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "runs 6/6" in proc.stdout and "read_parquet" in proc.stdout
-    assert "6 of 6 runs and 13 of 13 analysis tasks finished" in proc.stdout
+    assert "runs 8/8" in proc.stdout and "read_parquet" in proc.stdout
+    assert "8 of 8 runs and 13 of 13 analysis tasks finished" in proc.stdout
     check_complete(results)
     from sweep.schemas import catalogue
 
@@ -103,6 +113,32 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     assert "(this call trained 0 runs and ran 0 analysis tasks)" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")} == stamps
     print(f"smoke grid took {elapsed:.0f}s")
+
+
+def test_a_plain_read_of_every_main_table_holds_ordinary_runs_only(smoke):
+    """On the real smoke sweep, `pd.read_parquet` of every table but the aux_* ones and the auxiliary trainings'
+    own outputs finds ordinary runs only (cv_folds == 0 and ssft_half == 0); each aux_* table holds exactly the
+    auxiliary trainings, with the columns of its main table."""
+    from sweep.grids import load_grid
+    from sweep.schemas import AUX_PREFIX, TRAINING_TABLES
+
+    results = smoke[0]
+    grid = load_grid("smoke")
+    ordinary = {c.run_id for c in grid.runs if not c.auxiliary}
+    auxiliary = {c.run_id for c in grid.runs if c.auxiliary}
+    assert len(auxiliary) == 4  # two fold runs, two SSFT runs
+    for table in KEYS:
+        if table.startswith(AUX_PREFIX) or table in ("oos_predictions", "ssft"):
+            continue
+        frame = pd.read_parquet(results / table)
+        assert ((frame["cv_folds"] == 0) & (frame["ssft_half"] == 0)).all(), table
+        assert set(frame["run_id"]) <= ordinary, table
+    for table in TRAINING_TABLES:
+        main, aux = pd.read_parquet(results / table), pd.read_parquet(results / f"{AUX_PREFIX}{table}")
+        assert set(aux["run_id"]) == auxiliary and set(main["run_id"]) == ordinary, table
+        assert list(aux.columns) == list(main.columns), table
+    for table in ("oos_predictions", "ssft"):
+        assert set(pd.read_parquet(results / table)["run_id"]) <= auxiliary, table
 
 
 def python_blocks(text: str, heading: str) -> list[str]:
@@ -125,7 +161,7 @@ def test_every_detection_signal_is_scored_on_the_smoke_sweep(smoke):
     assert per_run["auroc"].between(0, 1).all() and per_run["average_precision"].between(0, 1).all()
     from sweep.grids import load_grid
 
-    standard = next(c.run_id for c in load_grid("smoke").runs if c.variant == "standard" and not c.cv_folds)
+    standard = next(c.run_id for c in load_grid("smoke").runs if c.variant == "standard" and not c.auxiliary)
     whole = per_run[(per_run["set"] == "all training examples") & (per_run["run_id"] == standard)]
     whole = whole.set_index("signal")
     assert whole.loc["aum", "auroc"] > 0.8 and whole.loc["cleanlab", "auroc"] > 0.8, whole["auroc"]
@@ -162,7 +198,7 @@ def smoke_toml(tmp_path: Path, **changes: object) -> Path:
 
     blocks, analysis = BUILTIN["smoke"]
     block = blocks[0]
-    lines = ["[[runs]]", *(f"{k} = {v!r}".replace("'", '"') for k, v in block.items()), "[analysis]"]
+    lines = ["[[runs]]", *(f"{k} = {json.dumps(v)}" for k, v in block.items()), "[analysis]"]  # TOML values
     lines += [f"{k} = {v!r}" for k, v in {**analysis, **changes}.items()]
     path = tmp_path / "changed.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -189,7 +225,7 @@ def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_o
     from sweep.grids import load_grid
 
     results = smoke[0]
-    runs = {c.variant: c.run_id for c in load_grid("smoke").runs if not c.cv_folds}
+    runs = {c.variant: c.run_id for c in load_grid("smoke").runs if not c.auxiliary}
     reference = {t: pd.read_parquet(results / t) for t in ("epochs", "rewinding")}
     final = results / "checkpoints" / runs["standard"] / "epoch_020.pt"
     size = final.stat().st_size
@@ -352,6 +388,7 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     import torch
 
     from sweep.grids import load_grid
+    from sweep.train import Trainer
 
     results = tmp_path / "results"
     runs = load_grid("smoke").runs
@@ -359,7 +396,8 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     folder = results / "checkpoints" / broken
     folder.mkdir(parents=True)
     (folder / "epoch_000.pt").write_bytes(b"0123456789")
-    state = {"trainer": {"dynamics": {}}, "files": {f"checkpoints/{broken}/epoch_000.pt": [10, "x"]}}
+    state = {"trainer": {"version": Trainer.STATE_VERSION},
+             "files": {f"checkpoints/{broken}/epoch_000.pt": [10, "x"]}}
     torch.save(state, folder / "state.pt")
     proc = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--only", "rewind")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -73,7 +73,7 @@ def test_the_fold_runs_predict_every_example_exactly_once_out_of_sample(tmp_path
     for cfg in folds:
         execute_run(cfg, store, torch.device("cpu"))
     oos = pd.read_parquet(tmp_path / "oos_predictions")
-    examples = pd.read_parquet(tmp_path / "examples")
+    examples = pd.read_parquet(tmp_path / "aux_examples")  # an auxiliary training: its rows in aux_*
     n = 1437  # digits' training split
     assert sorted(oos["example_id"]) == list(range(n)) and (oos["of_run_id"] == main.run_id).all()
     probs = np.stack(oos["probs"].to_numpy())

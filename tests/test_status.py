@@ -55,9 +55,9 @@ def test_status_of_an_empty_folder_says_nothing_is_started_and_writes_nothing(tm
     results = tmp_path / "results"
     lines, out = status(results, *SELECT)
     grid = select_runs(load_grid("smoke"), sets=["epochs=2"])
-    assert lines[:3] == [f"grid smoke: 6 runs under {results}", "--set epochs=2", "no sweep running"]
-    assert [run_line(lines, c.run_id) for c in grid.runs] == ["not started"] * 6
-    assert "runs: 0 done, 0 partly trained, 0 failed, 6 not started (of 6)" in lines
+    assert lines[:3] == [f"grid smoke: 8 runs under {results}", "--set epochs=2", "no sweep running"]
+    assert [run_line(lines, c.run_id) for c in grid.runs] == ["not started"] * 8
+    assert "runs: 0 done, 0 partly trained, 0 failed, 8 not started (of 8)" in lines
     assert "analysis tasks: 0 done, 13 left (of 13)" in lines
     assert "  rewind: 0 done, 4 left (of 4)" in lines and "  dropout: 0 done, 3 left (of 3)" in lines
     assert not results.exists() and list(tmp_path.iterdir()) == []
@@ -68,12 +68,15 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
     proc = train(results, "standard", 2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     grid = select_runs(load_grid("smoke"), sets=["epochs=2"])
-    standard, fold0, fold1, tied, dropout, sparse = grid.runs  # the standard run's two out-of-sample runs
+    # the standard run's two out-of-sample runs and two SSFT runs
+    standard, fold0, fold1, half1, half2, tied, dropout, sparse = grid.runs
     store = Store(str(results))
     # A note from an earlier failure of the run that has completed since: the run is done all the same.
     write_failure(store, run_failure_path(standard.run_id), standard.run_id, "OSError: disk gone")
     # tied: one epoch of two written, as training writes it after each epoch.
     write_progress(store, tied, {"epoch": 1, "noisy_acc": 0.25, "test_acc": 0.9})
+    # an SSFT run trains 2 x epochs: its first phase done, one epoch of fine-tuning
+    write_progress(store, half1, {"epoch": 3, "noisy_acc": 0.5, "test_acc": 0.9})
     # dropout: trained an epoch, then failed; the note is newer than its progress.
     write_progress(store, dropout, {"epoch": 1, "noisy_acc": 0.1, "test_acc": 0.8})
     time.sleep(0.01)
@@ -86,9 +89,10 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
     lines, out = status(results, *SELECT)
     assert run_line(lines, standard.run_id) == "done"
     assert run_line(lines, tied.run_id).startswith("epoch 1 of 2 (noisy-train accuracy 0.250, ")
+    assert run_line(lines, half1.run_id).startswith("epoch 3 of 4 (noisy-train accuracy 0.500, ")
     assert run_line(lines, dropout.run_id) == "failed: KeyError: 'model'"
     assert run_line(lines, sparse.run_id) == "not started"
-    assert "runs: 1 done, 1 partly trained, 1 failed, 3 not started (of 6)" in lines
+    assert "runs: 1 done, 2 partly trained, 1 failed, 4 not started (of 8)" in lines
     assert "analysis tasks: 0 done, 13 left (of 13)" in lines  # the done run's probes are not run yet
     assert f"  failed: rewind fc2 of {standard.run_id}: RuntimeError: out of memory" in lines
     assert "no sweep running" in lines
@@ -96,9 +100,9 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
 
     # --where and --only choose what is shown, as they choose what a sweep runs
     lines, _ = status(results, *SELECT, "--where", "variant=standard,dropout", "--only", "rewind")
-    assert lines[1] == "--where variant=standard,dropout: 4 of 6 runs"
+    assert lines[1] == "--where variant=standard,dropout: 6 of 8 runs"
     shown = [line.split()[0] for line in lines if line.startswith("digits-")]
-    assert shown == [standard.run_id, fold0.run_id, fold1.run_id, dropout.run_id]
+    assert shown == [standard.run_id, fold0.run_id, fold1.run_id, half1.run_id, half2.run_id, dropout.run_id]
     assert "analysis tasks: 0 done, 4 left (of 4)" in lines and "  rewind: 0 done, 4 left (of 4)" in lines
 
 
@@ -106,7 +110,7 @@ def test_status_works_while_a_training_holds_the_lock(tmp_path):
     """A real training (`python -m sweep.train` takes the sweep's lock) is looked at after its first epoch: the
     status reads its progress, names the lock's holder, and leaves the lock alone."""
     results = tmp_path / "results"
-    grid = select_runs(load_grid("smoke"), ["variant=standard,cv_folds=0"], ["epochs=50"])
+    grid = select_runs(load_grid("smoke"), ["variant=standard,cv_folds=0,ssft_half=0"], ["epochs=50"])
     (cfg,) = grid.runs
     progress = results / "checkpoints" / cfg.run_id / "progress.json"
     proc = train(results, "standard", 50, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,7 +120,7 @@ def test_status_works_while_a_training_holds_the_lock(tmp_path):
             time.sleep(0.2)
         assert progress.exists(), "no epoch finished"
         lock = (results / "_lock.json").read_bytes()
-        lines, out = status(results, "--grid", "smoke", "--where", "variant=standard,cv_folds=0",
+        lines, out = status(results, "--grid", "smoke", "--where", "variant=standard,cv_folds=0,ssft_half=0",
                             "--set", "epochs=50")
         assert proc.poll() is None, "the training ended before the status was read"
         assert (results / "_lock.json").read_bytes() == lock

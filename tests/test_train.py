@@ -4,6 +4,7 @@ import math
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,11 @@ def _brute_force_gradient_rows(cfg, digits, epochs):
             noisy = sum(np.linalg.norm(g_noisy[i]) / math.sqrt(g_noisy[i].size) for i in sel)
             cos = np.mean([(g_clean[i] * g_noisy[i]).sum() / (np.linalg.norm(g_clean[i]) * np.linalg.norm(g_noisy[i]))
                            for i in sel])
-            rows.append({"epoch": epoch + 1, "layer": gi, "clean_norm": clean, "noisy_norm": noisy, "cosine": cos})
+            flat_c = np.concatenate([g_clean[i].ravel() for i in sel])
+            flat_n = np.concatenate([g_noisy[i].ravel() for i in sel])
+            flat = flat_c @ flat_n / (np.linalg.norm(flat_c) * np.linalg.norm(flat_n))
+            rows.append({"epoch": epoch + 1, "layer": gi, "clean_norm": clean, "noisy_norm": noisy, "cosine": cos,
+                         "cosine_flat": flat})
     return pd.DataFrame(rows)
 
 
@@ -80,9 +85,26 @@ def test_gradient_accounting_matches_brute_force(arch, digits):
     ours = pd.DataFrame([row for _ in range(2) for row in trainer.train_epoch()[1]])
     brute = _brute_force_gradient_rows(cfg, digits, epochs=2)
     assert len(ours) == len(brute) == 2 * len(trainer.group_names)
-    for col in ("clean_norm", "noisy_norm", "cosine"):
+    for col in ("clean_norm", "noisy_norm", "cosine", "cosine_flat"):
         np.testing.assert_allclose(ours[col].to_numpy(), brute[col].to_numpy(), rtol=2e-4, atol=1e-7)
     assert (ours["clean_norm"] > 0).all() and (ours["noisy_norm"] > 0).all()
+
+
+def test_flat_cosine_differs_from_the_mean_over_tensors_by_hand():
+    """Group "a" holds two tensors: (1, 0) against (1, 0) (cosine 1) and (0, 10) against (0, -10) (cosine -1).
+    Mean over tensors: 0. Flattened: (1, 0, 0, 10) . (1, 0, 0, -10) / (sqrt(101) sqrt(101)) = -99/101. Group "b"
+    has one tensor, where both definitions agree, and group "c" a zero noisy gradient (NaN in both)."""
+    clean = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 10.0]), torch.tensor([3.0, 4.0]), torch.tensor([1.0])]
+    noisy = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, -10.0]), torch.tensor([4.0, 3.0]), torch.tensor([0.0])]
+    total = [c + n for c, n in zip(clean, noisy, strict=True)]
+    owner = SimpleNamespace(device=torch.device("cpu"), param_group=[0, 0, 1, 2], group_names=["a", "b", "c"],
+                            epoch=1)
+    rows = {r["layer_name"]: r for r in Trainer._gradient_rows(owner, clean, total)}
+    assert rows["a"]["cosine"] == pytest.approx(0.0, abs=1e-7)
+    assert rows["a"]["cosine_flat"] == pytest.approx(-99 / 101, rel=1e-6)
+    assert rows["b"]["cosine"] == pytest.approx(24 / 25) and rows["b"]["cosine_flat"] == pytest.approx(24 / 25)
+    assert math.isnan(rows["c"]["cosine"]) and math.isnan(rows["c"]["cosine_flat"])
+    assert rows["a"]["clean_norm"] == pytest.approx(1 / math.sqrt(2) + 10 / math.sqrt(2))
 
 
 def test_mlp_memorizes_noisy_digits_and_still_generalizes(digits):

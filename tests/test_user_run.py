@@ -170,14 +170,14 @@ def test_progress_is_one_line_redrawn_in_place_on_a_terminal(fresh):
     assert len(status) >= 5, out[-3000:]  # redrawn many times ...
     lines_with_status = [line for line in out.split("\n") if " elapsed, " in line]  # (splitlines cuts at \r)
     assert len(lines_with_status) <= 2, lines_with_status  # ... on one line (the last one is left on screen)
-    assert "nan" not in out and "ETA " in out and "runs 6/6" in out
+    assert "nan" not in out and "ETA " in out and "runs 8/8" in out
     assert "analyses 13/13" in out
 
 
 def test_tune_experiment_is_one_stable_folder_with_trials_named_by_run(fresh):
     tune_dir = fresh["cwd"] / "results" / "_tune"
     assert [p.name for p in tune_dir.iterdir()] == ["sweep-smoke"]
-    runs = pd.read_parquet(fresh["cwd"] / "results" / "runs")
+    runs = pd.concat([pd.read_parquet(fresh["cwd"] / "results" / t) for t in ("runs", "aux_runs")])
     trial_dirs = {p.name for p in (tune_dir / "sweep-smoke").iterdir() if p.is_dir()}
     assert trial_dirs == set(runs["run_id"])
 

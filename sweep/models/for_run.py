@@ -15,7 +15,7 @@ from sweep.models.registry import build_model
 
 
 def build_model_for(cfg: RunConfig) -> nn.Module:
-    """The model a run trains: its architecture, width and dropout variant, shaped for its dataset."""
+    """The model a run trains: its architecture, width, dropout variant and placement, shaped for its dataset."""
     factory = make_dropout(cfg) if cfg.variant != "standard" else None
     shape, classes = SHAPES[cfg.dataset]
-    return build_model(cfg.arch, shape, classes, width=cfg.width, dropout=factory)
+    return build_model(cfg.arch, shape, classes, width=cfg.width, dropout=factory, dropout_places=cfg.dropout_places)

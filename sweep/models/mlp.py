@@ -67,7 +67,12 @@ class MLP(nn.Module):
 
 @register("mlp")
 def mlp(
-    in_shape: tuple[int, int, int], num_classes: int, width: float, dropout: DropoutFactory | None
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    width: float,
+    dropout: DropoutFactory | None,
+    dropout_places: str = "paper",
 ) -> nn.Module:
-    """Three hidden layers of 512*width; accepts example-tied dropout after each hidden layer."""
+    """Three hidden layers of 512*width; dropout (layer 0..2) after each hidden layer under either placement
+    (the MLP has one natural set of places, so `dropout_places` changes nothing here)."""
     return MLP(in_shape, num_classes, width, dropout)

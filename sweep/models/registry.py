@@ -15,10 +15,15 @@ from torch import nn
 from sweep.errors import UserError
 
 DropoutFactory = Callable[[int, int], nn.Module]
-"""(block_index, channels) -> module called as `module(h, ids)` right after that block (example-tied)."""
+"""(layer, channels) -> module called as `module(h, ids)` at one dropout place; `layer` is the place's index
+in forward order (0, 1, ...), which is also the `layer` an example-tied mask is keyed by (sweep.dropout)."""
 
-Builder = Callable[[tuple[int, int, int], int, float, DropoutFactory | None], nn.Module]
-"""(in_shape, num_classes, width, dropout) -> model with `groups` and `head` attributes."""
+DROPOUT_PLACES = ("paper", "blocks")
+"""Where an architecture with several candidate places puts its dropout modules (only ResNet-9 has a choice;
+see sweep.models.resnet9): the paper code's places, or after every conv block."""
+
+Builder = Callable[[tuple[int, int, int], int, float, DropoutFactory | None, str], nn.Module]
+"""(in_shape, num_classes, width, dropout, dropout_places) -> model with `groups` and `head` attributes."""
 
 MODELS: dict[str, Builder] = {}
 
@@ -41,11 +46,12 @@ def build_model(
     num_classes: int,
     width: float = 1.0,
     dropout: DropoutFactory | None = None,
+    dropout_places: str = "paper",
 ) -> nn.Module:
     """Build a fresh, randomly initialised model (call `torch.manual_seed` first for reproducibility).
 
     Inputs are checked here, once, so every builder can assume sane values and every entry point gets the same
-    one-line UserError for a bad architecture name, shape, class count or width.
+    one-line UserError for a bad architecture name, shape, class count, width or dropout placement.
     """
     if arch not in MODELS:
         raise UserError(f"unknown architecture {arch!r}; accepted: {', '.join(sorted(MODELS))}")
@@ -56,7 +62,9 @@ def build_model(
         raise UserError(f"num_classes must be at least 2, got {num_classes}")
     if not (math.isfinite(width) and width > 0):
         raise UserError(f"width must be a positive finite multiplier, got {width}")
-    return MODELS[arch](shape, int(num_classes), float(width), dropout)  # type: ignore[arg-type]
+    if dropout_places not in DROPOUT_PLACES:
+        raise UserError(f"dropout_places must be one of {', '.join(DROPOUT_PLACES)}, got {dropout_places!r}")
+    return MODELS[arch](shape, int(num_classes), float(width), dropout, dropout_places)  # type: ignore[arg-type]
 
 
 def scaled(channels: int, width: float) -> int:

@@ -78,7 +78,11 @@ class ResNet50(nn.Module):
 
 @register("resnet50")
 def resnet50(
-    in_shape: tuple[int, int, int], num_classes: int, width: float, dropout: DropoutFactory | None
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    width: float,
+    dropout: DropoutFactory | None,
+    dropout_places: str = "paper",
 ) -> nn.Module:
     """ResNet-50 for small images; width scales the stem and every stage (torchvision's layout at width 1)."""
     refuse_dropout("resnet50", dropout)

@@ -11,11 +11,18 @@ state_dict copies (detached tensors), so in fact every layer trained. Here:
 - the model trains in train mode, except that every module outside the group that keeps running statistics
   (BatchNorm) stays in eval mode, so its statistics neither update nor switch to batch statistics.
 
-Optimisation follows DESIGN.md §4 and the trainer: SGD with momentum 0.9 and weight decay 5e-4, the
-trainer's triangular per-batch schedule (`sweep.schedule.lr_at`) peaking at `AnalysisConfig.retrain_lr`, the
-run's batch size, batches as index slices of a per-epoch permutation of the clean examples on the device.
+Optimisation follows DESIGN.md §4: SGD with momentum 0.9 and weight decay 5e-4, a triangular per-batch
+schedule (`sweep.schedule.lr_at`) rising from 0 to `AnalysisConfig.retrain_lr` at the half-way point of the
+`retrain_epochs` budget and back to 0 at its end, the run's batch size, batches as index slices of a per-epoch
+permutation of the clean examples on the device. The half-way peak (`AnalysisConfig.retrain_peak = 0.5`) is
+the paper's: its retraining (experiments/retraining.py, `do_ft`) takes `get_scheduler_epochs("triangle",
+max_epochs=20)`, whose triangle always peaks at epoch 10, i.e. at epoch 10 of the retraining's 20, at lr 0.01
+(training's own triangle peaks at 1/5, epoch 10 of 50). We state the peak as a fraction so any `retrain_epochs`
+gives a whole triangle; at the default 20 epochs it is the paper's schedule. `retrain_peak = 0.2` is our earlier
+rule (the trainer's 1/5). The schedule spans the whole budget even when training stops early, as in the paper.
 Training stops after `retrain_patience` consecutive epochs at 100% clean training accuracy (eval mode) or
-after `retrain_epochs`. One Ray task retrains one group of one run.
+after `retrain_epochs`. (The paper's loop counts epochs at 100% accuracy of its training forward passes, not
+necessarily consecutive.) One Ray task retrains one group of one run.
 """
 
 from __future__ import annotations
@@ -95,6 +102,7 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
     x, y, batch = run.data.train.x, run.labels, run.cfg.batch_size
     steps = math.ceil(len(clean) / batch)
     total = analysis.retrain_epochs * steps
+    peak_step = total * analysis.retrain_peak
     gen = torch.Generator(device=run.device)
     gen.manual_seed(run.cfg.seed * SEED_STRIDE + SEED_OFFSET + layer)
 
@@ -105,7 +113,7 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
         for b in range(steps):
             idx = order[b * batch:(b + 1) * batch]
             for param_group in optimizer.param_groups:
-                param_group["lr"] = lr_at((epoch - 1) * steps + b, total, analysis.retrain_lr)
+                param_group["lr"] = lr_at((epoch - 1) * steps + b, total, analysis.retrain_lr, peak_step)
             optimizer.zero_grad(set_to_none=True)
             with autocast(run.device):
                 logits = model(prepare_inputs(x[idx]), ids=idx)
@@ -124,5 +132,5 @@ def _run(run: RunData, shard: str, analysis: AnalysisConfig) -> dict[str, pd.Dat
 
 PROBE = register_probe(Probe(name="retrain", tables=("retraining",), shards=group_shards, run=_run,
                              applies=lambda cfg: cfg.variant == "standard",
-                             settings=("retrain_epochs", "retrain_lr", "retrain_patience"),
+                             settings=("retrain_epochs", "retrain_lr", "retrain_patience", "retrain_peak"),
                              reads=lambda cfg, analysis: (0, cfg.epochs)))

@@ -4,7 +4,9 @@ Every table is written as the engine writes it: <root>/<table>/<run_id>[-<probe>
 carrying run_id and the config columns. Values are random but plausible (noisy examples memorized late,
 fewer units to flip for noisy examples, example-tied drop forgetting them), so the figures look like figures.
 Out-of-sample fold runs (cv_folds = K) share their ordinary run's noisy labels, write runs / examples (the
-examples they trained on) / epochs / gradients, and predict their held-out fold in oos_predictions.
+examples they trained on) / epochs / gradients to the aux_* tables, as the engine does (sweep.store.table_for),
+and predict their held-out fold in oos_predictions. Second-split forgetting runs (ssft_half = 1, 2) likewise
+write the aux_* tables, and score the examples of their first half in `ssft`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def run_config(dataset: str, arch: str, variant: str, noise: float, seed: int, w
 def run_id(cfg: dict) -> str:
     suffix = cfg["config_id"][-10:] if "config_id" in cfg else "0123456789"
     fold = f"-cv{cfg['cv_fold']}of{cfg['cv_folds']}" if cfg.get("cv_folds") else ""
+    fold += f"-ssft{cfg['ssft_half']}" if cfg.get("ssft_half") else ""
     return f"{cfg['dataset']}-{cfg['arch']}-{cfg['variant']}-n{cfg['noise']:g}-s{cfg['seed']}{fold}-{suffix}"
 
 
@@ -51,6 +54,19 @@ def fold_config(cfg: dict, folds: int, fold: int) -> dict:
     """The config columns of fold run `fold` of `folds` of the ordinary run `cfg` (folds 0: `cfg` itself)."""
     fields = {k: cfg[k] for k in CONFIG_COLUMNS if k in cfg}
     return RunConfig(**{**fields, "cv_folds": folds, "cv_fold": fold if folds else 0}).columns()
+
+
+def ssft_config(cfg: dict, half: int) -> dict:
+    """The config columns of the SSFT run of half `half` of the ordinary run `cfg` (half 0: `cfg` itself)."""
+    fields = {k: cfg[k] for k in CONFIG_COLUMNS if k in cfg}
+    return RunConfig(**{**fields, "ssft_half": half}).columns()
+
+
+def first_half(n: int, half: int, seed: int) -> np.ndarray:
+    """Whether each of n examples is in the half an SSFT run of half `half` trains on first (a seeded split)."""
+    ones = np.zeros(n, bool)
+    ones[np.random.default_rng(seed + 17).permutation(n)[: (n + 1) // 2]] = True
+    return ones if half == 1 else ~ones
 
 
 def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
@@ -85,10 +101,48 @@ def with_config(frame: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     return out
 
 
+def signal_columns(rid: str, is_noisy: np.ndarray, learned: pd.api.extensions.ExtensionArray,
+                   auxiliary: bool) -> dict[str, object]:
+    """The examples table's other detection signals, plausible for each example (mislabeled: low margins,
+    more forgetting, high cumulative loss, learned late, low confidence, high curvature), from a generator of
+    their own so the older columns keep their values; loss curvature is NaN in auxiliary runs, as the engine
+    writes it."""
+    rng = np.random.default_rng(zlib.crc32(f"{rid}-signals".encode()))
+    n = len(is_noisy)
+    first = pd.to_numeric(pd.Series(learned), errors="coerce").to_numpy(float)
+    return {
+        "aum_eval": np.where(is_noisy, rng.normal(-0.5, 1.0, n), rng.normal(2.5, 1.0, n)),
+        "forgetting_events_eval": np.where(is_noisy, rng.integers(0, 3, n), rng.integers(0, 2, n)),
+        "csl": np.where(is_noisy, rng.gamma(6.0, 2.0, n), rng.gamma(2.0, 1.5, n)),
+        "learning_time": np.where(np.isnan(first), 1.0, (first - 1) / EPOCHS),
+        "in_confidence": np.where(is_noisy, rng.uniform(0.2, 0.7, n), rng.uniform(0.0, 0.4, n)),
+        "loss_curvature": (np.full(n, np.nan) if auxiliary
+                           else np.where(is_noisy, rng.gamma(4.0, 1.0, n), rng.gamma(1.5, 1.0, n))),
+    }
+
+
+def detection_epochs(rid: str) -> pd.DataFrame:
+    """Per epoch and training-pass signal, a detection AUROC and average precision that rise early and decay
+    late in training, as memorization sets in."""
+    rng = np.random.default_rng(zlib.crc32(f"{rid}-epochs".encode()))
+    rows = []
+    for epoch in range(1, EPOCHS + 1):
+        late = epoch / EPOCHS
+        for signal, top in (("loss", 0.97), ("margin", 0.95), ("correct", 0.9)):
+            auroc = float(np.clip(top - 0.45 * late**2 + rng.normal(0, 0.01), 0.0, 1.0))
+            rows.append({"epoch": epoch, "signal": signal, "auroc": auroc, "average_precision": auroc * 0.8})
+    return pd.DataFrame(rows)
+
+
 def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
     """Write the tables in `tables` for one run."""
-    folds = int(cfg.get("cv_folds") or 0)
-    base_cfg = fold_config(cfg, 0, 0) if folds else cfg  # the ordinary run: its noise draw is shared by its folds
+    folds, half = int(cfg.get("cv_folds") or 0), int(cfg.get("ssft_half") or 0)
+    # the ordinary run: its noise draw is shared by its folds and SSFT runs
+    base_cfg = fold_config(cfg, 0, 0) if folds else ssft_config(cfg, 0) if half else cfg
+
+    def main(table: str) -> str:  # where the engine writes an auxiliary training's rows (sweep.store.table_for)
+        return f"aux_{table}" if folds or half else table
+
     rng = np.random.default_rng(zlib.crc32(run_id(base_cfg).encode()))
     rid = run_id(cfg)
     groups = RESNET9 if cfg["arch"] == "resnet9" else MLP
@@ -111,6 +165,17 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
             write(root, "oos_predictions", rid, frame)
         keep = assignment != cfg["cv_fold"]
         ids, is_noisy, original, label = ids[keep], is_noisy[keep], original[keep], label[keep]
+    if half:  # an SSFT run trains on its first half, is fine-tuned on the other, and scores the first
+        keep = first_half(N_TRAIN, half, cfg["noise_seed"])
+        ids, is_noisy, original, label = ids[keep], is_noisy[keep], original[keep], label[keep]
+        if "ssft" in tables:  # mislabeled examples forgotten within a few epochs, clean ones late or never
+            forget = np.where(is_noisy, rng.integers(1, 4, len(ids)), rng.integers(3, EPOCHS + 2, len(ids)))
+            frame = pd.DataFrame({
+                "of_run_id": run_id(base_cfg), "example_id": ids, "label": label, "is_noisy": is_noisy,
+                "forget_epoch": pd.array(np.where(forget > EPOCHS, None, forget), dtype="Int64"),
+                "learned_at_phase1_end": rng.uniform(size=len(ids)) < np.where(is_noisy, 0.7, 0.98),
+                "correct_epochs": np.minimum(forget - 1, EPOCHS)})
+            write(root, "ssft", rid, with_config(frame, cfg))
     n_train = len(ids)
     if "runs" in tables:
         runs = pd.DataFrame(
@@ -126,10 +191,12 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                     "ray_node_id": None,
                     "versions": "{}",
                     "checkpoint_dir": f"checkpoints/{rid}",
+                    "dynamics_seconds": 0.4,
+                    "curvature_seconds": 0.0 if folds or half else 1.5,  # curvature: ordinary runs only
                 }
             ]
         )
-        write(root, "runs", rid, with_config(runs, cfg))
+        write(root, main("runs"), rid, with_config(runs, cfg))
     if "examples" in tables:
         loss = np.where(is_noisy, rng.gamma(3.0, 0.5, n_train), rng.gamma(1.0, 0.3, n_train))
         learned = pd.array(
@@ -148,7 +215,10 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                 "forgetting_events": np.where(is_noisy, rng.integers(0, 4, n_train), rng.integers(0, 2, n_train)),
             }
         )
-        write(root, "examples", rid, with_config(examples, cfg))
+        examples = examples.assign(**signal_columns(rid, is_noisy, learned, auxiliary=bool(folds or half)))
+        write(root, main("examples"), rid, with_config(examples, cfg))
+    if "detection_epochs" in tables:
+        write(root, main("detection_epochs"), rid, with_config(detection_epochs(rid), cfg))
     if "epochs" in tables:
         e = np.arange(EPOCHS + 1)
         memo = 1 / (1 + np.exp(-(e - 0.5 * EPOCHS)))
@@ -164,7 +234,7 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                 "seconds": 1.0,
             }
         )
-        write(root, "epochs", rid, with_config(epochs, cfg))
+        write(root, main("epochs"), rid, with_config(epochs, cfg))
     if "gradients" in tables:
         rows = []
         for epoch in range(1, EPOCHS + 1):
@@ -178,9 +248,10 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                         "clean_norm": clean,
                         "noisy_norm": clean * rng.uniform(0.6, 1.1),
                         "cosine": rng.uniform(-0.1, 0.5),
+                        "cosine_flat": rng.uniform(-0.1, 0.5),
                     }
                 )
-        write(root, "gradients", rid, with_config(pd.DataFrame(rows), cfg))
+        write(root, main("gradients"), rid, with_config(pd.DataFrame(rows), cfg))
     # the final model's accuracies, on every rewinding/retraining row of the run
     base = {"clean_acc_base": 0.99, "noisy_acc_base": 0.99 - cfg["noise"], "test_acc_base": 0.8 - cfg["noise"] / 2}
     if "rewinding" in tables:
@@ -245,13 +316,15 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                     "test_acc_base": base[2],
                     "n_eligible_clean": 100,
                     "n_eligible_noisy": n_noisy,
+                    "flip_units": "paper",  # the unit rule (AnalysisConfig.flip_units): the paper's, for its number
                 }
             )
         frame = with_config(pd.DataFrame(rows), cfg)
         write(root, "flips", f"{rid}-flip-0", frame.iloc[: len(frame) // 2])
         write(root, "flips", f"{rid}-flip-1", frame.iloc[len(frame) // 2 :])
         long = [
-            {"example_id": row["example_id"], "is_noisy": row["is_noisy"], "step": step, **unit}
+            {"example_id": row["example_id"], "is_noisy": row["is_noisy"], "step": step, **unit,
+             "flip_units": row["flip_units"]}
             for row in rows
             for step, unit in enumerate(row["units"])
         ]
@@ -292,10 +365,19 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
         write(root, "dropout_examples", f"{rid}-dropout-0", with_config(frame, cfg))
 
 
-STANDARD = {"runs", "examples", "epochs", "gradients", "rewinding", "retraining", "flips"}
-FOLD = {"runs", "examples", "epochs", "gradients", "oos_predictions"}  # what a fold run writes (no probes)
-TIED = {"runs", "examples", "epochs", "dropout", "dropout_examples"}
+STANDARD = {"runs", "examples", "epochs", "gradients", "detection_epochs", "rewinding", "retraining", "flips"}
+FOLD = {"runs", "examples", "epochs", "gradients", "detection_epochs", "oos_predictions"}  # a fold run's (no probes)
+TIED = {"runs", "examples", "epochs", "detection_epochs", "dropout", "dropout_examples"}
 BASELINE = {"runs", "examples", "dropout"}
+
+
+SSFT = {"runs", "examples", "epochs", "gradients", "detection_epochs", "ssft"}  # what an SSFT run writes (no probes)
+
+
+def write_ssft(root: Path, cfg: dict, tables: set[str] = SSFT) -> None:
+    """Write the two second-split forgetting runs of the ordinary run `cfg`."""
+    for half in (1, 2):
+        write_run(root, ssft_config(cfg, half), tables)
 
 
 def write_folds(root: Path, cfg: dict, folds: int, tables: set[str] = FOLD, only=None) -> None:
@@ -307,7 +389,8 @@ def write_folds(root: Path, cfg: dict, folds: int, tables: set[str] = FOLD, only
 def make_results(root: Path) -> Path:
     """A small sweep: ResNet-9/CIFAR-10 at 10% noise (the paper's setting; several seeds, each with three
     out-of-sample fold runs for confident learning) with every variant, and an MLP on digits with one seed (no
-    paper number, no interval), the standard one at 10% and 20% noise, the example-tied one at 20%."""
+    paper number, no interval), the standard one at 10% and 20% noise (at 10% with its two SSFT runs), the
+    example-tied one at 20%."""
     for seed in (0, 1, 2):
         write_run(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), STANDARD)
         write_folds(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), 3)
@@ -317,6 +400,7 @@ def make_results(root: Path) -> Path:
     write_run(root, run_config("cifar10", "resnet9", "sparse", 0.1, 0), BASELINE)
     for noise in (0.1, 0.2):  # two noise rates: the report's figure against the noise rate
         write_run(root, run_config("digits", "mlp", "standard", noise, 0), STANDARD)
+    write_ssft(root, run_config("digits", "mlp", "standard", 0.1, 0))
     write_run(root, run_config("digits", "mlp", "tied", 0.2, 0), TIED)
     return root
 

@@ -86,3 +86,20 @@ def test_figure2_cosine_mean():
 def test_empty_input_gives_no_figure():
     out = figure1(frame(gradient_rows()).iloc[:0])
     assert out.table.empty and out.figure is None
+
+
+def test_figure2_summarises_both_cosines_and_draws_the_papers():
+    """cosine (mean over the group's tensors, the paper's) is drawn; cosine_flat (one flattened vector) is in the
+    table beside it; results written before cosine_flat still give the figure."""
+    rows = frame([{**row, "cosine_flat": 0.5 - 0.1 * row["layer"]} for row in gradient_rows()])
+    out = figure2(rows)
+    row = out.table[(out.table["layer"] == 2) & (out.table["epoch"] == 5)].iloc[0]
+    assert row["cosine_mean"] == pytest.approx(0.3) and row["cosine_flat_mean"] == pytest.approx(0.3)
+    first = out.table[(out.table["layer"] == 0) & (out.table["epoch"] == 5)].iloc[0]
+    assert first["cosine_flat_mean"] == pytest.approx(0.5) and first["cosine_mean"] == pytest.approx(0.1)
+    heat = next(ax for ax in out.figure.axes if ax.images)
+    assert heat.images[0].get_array()[0, 4] == pytest.approx(0.1)  # layer 0, epoch 5: the paper's cosine
+    bar = next(ax for ax in out.figure.axes if ax.get_label() == "<colorbar>")
+    assert "mean over the group's tensors" in bar.get_ylabel()
+    old = figure2(frame(gradient_rows()))
+    assert "cosine_flat_mean" not in old.table.columns and old.figure is not None

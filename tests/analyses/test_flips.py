@@ -5,7 +5,8 @@ import math
 import pytest
 
 from analyses import paper
-from analyses.flips import figure5a, figure5b, figure5c, unit_groups, unit_layers
+from analyses.flips import capped_text, censored_median, figure5a, figure5b, figure5c, unit_groups, unit_layers
+from analyses.plotting import SEED_LABEL, SEEDS
 from tests.analyses.builders import frame
 
 LAYERS = {"conv1": 0, "conv2": 1, "conv3": 2, "linear": 8, "fc1": 0, "fc2": 1, "head": 2}
@@ -82,7 +83,7 @@ def flip_rows(**config):
 
 
 def test_figure5a_units_flip_rate_and_paper_number():
-    out = figure5a(flip_rows())
+    out = figure5a(flip_rows(flip_units="paper"))
     t = out.table.set_index("kind")
     assert t.loc["noisy", "median_units_mean"] == pytest.approx(3.0)
     assert t.loc["clean", "median_units_mean"] == pytest.approx(10.0)  # the capped example is not counted
@@ -93,14 +94,48 @@ def test_figure5a_units_flip_rate_and_paper_number():
     (ax,) = out.figure.axes
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [
-        "clean: median 10 of the 50% that flipped", "noisy: median 3 of the 100% that flipped"
+        "clean: 50% flipped; median 10 of those, > 1000 of all", "noisy: 100% flipped; median 3 of those, 3 of all"
     ]
     assert "2 hit the cap unflipped" in legend.get_title().get_text()
+    assert "units: paper rule" in ax.get_title()
     assert ax.get_ylabel() == "examples (count)"
 
 
+def test_figure5a_censored_median_counts_capped_examples_as_infinite():
+    """Per run, clean: 10 units (flipped) and the capped one (+inf): the median of (10, inf) is only known to
+    exceed the cap, so it is infinite and reads '> 1000'; noisy (2, 4), none capped: 3, as the plain median."""
+    t = figure5a(flip_rows()).table.set_index("kind")
+    assert t.loc["clean", "censored_median_units_mean"] == math.inf
+    assert t.loc["clean", "cap_units_mean"] == 1000
+    assert capped_text(t.loc["clean", "censored_median_units_mean"], t.loc["clean", "cap_units_mean"]) == "> 1000"
+    assert t.loc["noisy", "censored_median_units_mean"] == pytest.approx(3.0)
+    import pandas as pd
+
+    units, flipped = pd.Series([1, 2, 1000, 9, 1000]), pd.Series([True, True, False, True, False])
+    assert censored_median(units, flipped) == 9  # 1, 2, 9, inf, inf: the middle one is finite
+    assert censored_median(units[:4], flipped[:4]) == pytest.approx(5.5)  # 1, 2, 9, inf -> (2 + 9) / 2
+    assert censored_median(units[2:], flipped[2:]) == math.inf  # inf, 9, inf
+    assert math.isnan(censored_median(units[:0], flipped[:0]))
+
+
+def test_figure5a_paper_number_needs_the_papers_unit_rule():
+    for rows in (flip_rows(), flip_rows(flip_units="outputs")):  # the rule unrecorded, or ours
+        t = figure5a(rows).table
+        assert t["paper_units"].isna().all() and (t["paper_note"] == paper.NO_PAPER).all()
+
+
+def test_figure5a_keeps_the_two_unit_rules_apart():
+    import pandas as pd
+
+    both = pd.concat([flip_rows(flip_units="paper"), flip_rows(flip_units="outputs").assign(n_units=7)])
+    t = figure5a(both).table.set_index(["flip_units", "kind"])
+    assert t.loc[("paper", "noisy"), "median_units_mean"] == pytest.approx(3.0)
+    assert t.loc[("outputs", "noisy"), "median_units_mean"] == pytest.approx(7.0)
+    assert t.loc[("paper", "noisy"), "paper_units"] == 5.0 and pd.isna(t.loc[("outputs", "noisy"), "paper_units"])
+
+
 def test_figure5a_other_setting_has_no_paper_number():
-    t = figure5a(flip_rows(dataset="digits", arch="mlp")).table
+    t = figure5a(flip_rows(dataset="digits", arch="mlp", flip_units="paper")).table
     assert t["paper_units"].isna().all()
     assert (t["paper_note"] == paper.NO_PAPER).all()
 
@@ -136,7 +171,10 @@ def test_figure5c_weighs_each_flipped_example_equally_in_forward_order():
     assert sorted(round(p.get_height()) for p in ax.patches) == [0, 25, 75, 100]  # shares in %
     assert ax.get_ylabel().endswith("(%)")
     (legend,) = out.figure.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["clean targets (flipped)", "noisy targets (flipped)"]
+    assert [t.get_text() for t in legend.get_texts()] == ["clean targets (flipped)", "noisy targets (flipped)",
+                                                          SEED_LABEL]
+    points = [c for c in ax.collections if c.get_gid() == SEEDS and len(c.get_offsets())]
+    assert sorted(round(float(y)) for c in points for _, y in c.get_offsets()) == [0, 0, 25, 25, 75, 75, 100, 100]
 
 
 def test_figure5c_orders_groups_by_their_layer_index_not_by_name_or_appearance():

@@ -66,9 +66,26 @@ def test_figure3_without_final_model_columns_has_no_final_column():
         assert "final" not in [t.get_text() for t in ax.get_xticklabels()] and not final_marks(ax)
 
 
-def test_best_rewind_is_the_lowest_noisy_accuracy_per_layer():
-    best = best_rewind(frame(rewind_rows()))
-    assert best["rewind_epoch"].tolist() == [0, 0]
+def test_best_rewind_is_the_lowest_noisy_accuracy_among_cells_that_keep_clean_accuracy():
+    """Layer 0: rewinding to 0 gives the lowest noisy accuracy but clean accuracy collapses (0.5 against the
+    final model's 0.99), to 2 it keeps clean accuracy at 0.95 (4 points lost): 2 is the best rewind. Layer 1: every
+    cell loses 9 points or more, so none qualifies and the row says so."""
+    rows = frame(rewind_rows())
+    rows["clean_acc"] = [0.5 if (layer, r) == (0, 0) else 0.95 if layer == 0 else 0.9
+                         for layer, r in zip(rows["layer"], rows["rewind_epoch"], strict=True)]
+    best = best_rewind(rows).set_index("layer")
+    assert best.loc[0, "rewind_epoch"] == 2 and best.loc[0, "choice"] == "clean kept"
+    assert best.loc[0, "noisy_acc_mean"] == pytest.approx(0.41)
+    assert best.loc[1, "choice"] == "none kept clean accuracy" and np.isnan(best.loc[1, "noisy_acc_mean"])
+    assert best.loc[1, "layer_name"] == "linear"
+
+
+def test_best_rewind_keeps_a_cell_exactly_five_points_below_and_without_the_final_model_is_unrestricted():
+    rows = frame(rewind_rows())
+    rows["clean_acc"] = 0.94  # 5 points below 0.99: kept
+    assert (best_rewind(rows)["choice"] == "clean kept").all()
+    best = best_rewind(rows.drop(columns=list(BASE)))
+    assert best["rewind_epoch"].tolist() == [0, 0] and (best["choice"] == "unrestricted").all()
     assert best["noisy_acc_mean"].tolist() == pytest.approx([0.21, 0.31])
 
 

@@ -72,25 +72,55 @@ def test_the_synthetic_tables_have_the_writers_columns(results_dir):
         to_arrow(table, df)  # every value fits the declared Arrow type
 
 
-def test_fold_runs_are_left_out_of_every_table_but_runs_and_their_predictions(tmp_path):
+def test_auxiliary_runs_are_only_in_the_aux_tables_and_their_outputs(tmp_path):
+    """Fold and SSFT runs write the aux_* tables: a plain read of a main table and Results.table hold the
+    ordinary run only; the aux tables and the outputs (oos_predictions, ssft) hold the auxiliary runs."""
     from analyses.curves import training_curves
+    from tests.analyses.builders import STANDARD, run_config, write_folds, write_run, write_ssft
+
+    cfg = run_config("digits", "mlp", "standard", 0.1, 0)
+    write_run(tmp_path, cfg, STANDARD)
+    write_folds(tmp_path, cfg, 3)
+    write_ssft(tmp_path, cfg)
+    results = Results(tmp_path)
+    for name in ("runs", "epochs", "examples", "gradients"):
+        plain = pd.read_parquet(tmp_path / name)
+        assert plain["run_id"].nunique() == 1 and (plain["cv_folds"] == 0).all(), name
+        assert (plain["ssft_half"] == 0).all(), name
+        assert results.table(name)["run_id"].nunique() == 1, name
+        aux = results.table(f"aux_{name}")
+        assert aux["run_id"].nunique() == 5 and not ((aux["cv_folds"] == 0) & (aux["ssft_half"] == 0)).any(), name
+    assert results.fold_runs() == 3 and results.ssft_runs() == 2
+    assert results.table("oos_predictions")["cv_fold"].nunique() == 3
+    assert sorted(results.table("ssft")["example_id"]) == sorted(results.table("examples")["example_id"])
+    curves = training_curves(results.table("epochs")).table
+    assert set(curves["config_id"]) == {cfg["config_id"]} and (curves["n_seeds"] == 1).all()
+    status = results.status().set_index("table")
+    assert status.loc["aux_epochs", "state"] == "ok" and status.loc["ssft", "state"] == "ok"
+
+
+def test_an_older_folder_with_fold_runs_in_the_main_tables_is_upgraded_on_read(tmp_path):
+    """Layout 2 put the fold runs' rows in runs / examples / epochs / gradients: Results moves them to the aux_*
+    tables in memory, so the report reads such a folder as a new one; nothing on disk changes."""
+    import shutil
+
     from tests.analyses.builders import STANDARD, run_config, write_folds, write_run
 
     cfg = run_config("digits", "mlp", "standard", 0.1, 0)
     write_run(tmp_path, cfg, STANDARD)
     write_folds(tmp_path, cfg, 3)
+    for name in ("runs", "epochs", "examples", "gradients"):  # where layout 2 wrote them
+        for path in (tmp_path / f"aux_{name}").iterdir():
+            shutil.move(path, tmp_path / name / path.name)
+        (tmp_path / f"aux_{name}").rmdir()
     results = Results(tmp_path)
-    raw = results.raw("epochs")
-    assert raw["run_id"].nunique() == 4 and (raw["cv_folds"] == 3).sum() > 0  # the folds did write epochs
-    for name in ("epochs", "examples", "gradients"):
-        df = results.table(name)
-        assert (df["cv_folds"] == 0).all() and df["run_id"].nunique() == 1, name
-    assert results.table("runs")["run_id"].nunique() == 4 and results.fold_runs() == 3
-    assert results.table("oos_predictions")["cv_fold"].nunique() == 3
-    curves = training_curves(results.table("epochs")).table
-    assert set(curves["config_id"]) == {cfg["config_id"]} and (curves["n_seeds"] == 1).all()
-    status = results.status().set_index("table")
-    assert status.loc["oos_predictions", "state"] == "ok" and status.loc["epochs", "rows"] == len(raw)
+    assert results.raw("epochs")["run_id"].nunique() == 4 and results.raw("aux_epochs") is None
+    for name in ("runs", "epochs", "examples", "gradients"):
+        assert (results.table(name)["cv_folds"] == 0).all() and results.table(name)["run_id"].nunique() == 1
+        assert (results.table(f"aux_{name}")["cv_folds"] == 3).all(), name
+        assert results.table(f"aux_{name}")["run_id"].nunique() == 3, name
+    assert results.fold_runs() == 3 and results.ssft_runs() == 0
+    assert len(results.table("epochs")) + len(results.table("aux_epochs")) == len(results.raw("epochs"))
 
 
 def test_tables_without_cv_columns_read_whole(tmp_path):

@@ -30,13 +30,13 @@ def test_per_run_quantities_on_hand_made_rows():
 
 def test_one_point_per_noise_rate_with_intervals_and_single_rate_series_left_out(tmp_path):
     for noise in (0.05, 0.1, 0.2):
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             write_run(tmp_path, run_config("cifar10", "resnet9", "standard", noise, seed), STANDARD)
     write_run(tmp_path, run_config("digits", "mlp", "standard", 0.2, 0), STANDARD)  # one rate: not drawn
     out = noise_figure(**tables(tmp_path))
     t = out.table
     assert set(t["arch"]) == {"resnet9"} and sorted(t["noise"]) == [0.05, 0.1, 0.2]
-    assert (t["n_seeds"] == 2).all() and t["final_noisy_acc_lo"].notna().all()
+    assert (t["n_seeds"] == 3).all() and t["final_noisy_acc_lo"].notna().all()
     assert "config_id" not in t.columns and "noise" not in series_columns(t)
     (sub,) = out.figure.subfigs
     panels = [ax for ax in sub.axes if ax.get_visible()]
@@ -56,6 +56,30 @@ def test_one_point_per_noise_rate_with_intervals_and_single_rate_series_left_out
     assert list(memorized.lines[0].get_ydata()) == pytest.approx(list(expected))
     assert accuracy.get_ylabel() == "accuracy (%)"
     assert len(out.figure.legends) == 1 and all(ax.get_legend() is None for ax in panels)
+
+
+def test_two_seeds_per_rate_are_drawn_as_points_without_intervals(tmp_path):
+    from analyses.plotting import SEEDS
+
+    for noise in (0.1, 0.2):
+        for seed in (0, 1):
+            write_run(tmp_path, run_config("digits", "mlp", "standard", noise, seed), {"runs", "epochs"})
+    out = noise_figure(epochs=load_table(tmp_path, "epochs"))
+    assert out.table["final_noisy_acc_lo"].isna().all() and (out.table["n_seeds"] == 2).all()
+    (ax,) = [ax for ax in out.figure.subfigs[0].axes if ax.get_visible()]
+    points = [c for c in ax.collections if c.get_gid() == SEEDS and len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in points) == 3 * 2 * 2  # 3 accuracies x 2 rates x 2 seeds
+    assert all(not series.has_yerr for series in ax.containers)
+
+
+def test_best_rewind_per_run_only_counts_cells_that_keep_clean_accuracy():
+    """Rewinding layer 0 to epoch 0 gives the lowest noisy accuracy (0.2) but clean accuracy falls from 0.99 to
+    0.5; the best rewind that keeps clean accuracy within 5 points is layer 1 at 0 (0.3); none: NaN."""
+    cells = [{"layer": layer, "rewind_epoch": 0, "noisy_acc": 0.2 + 0.1 * layer, "clean_acc": clean,
+              "clean_acc_base": 0.99, "noisy_acc_base": 0.95} for layer, clean in ((0, 0.5), (1, 0.95))]
+    assert per_run(rewinding=frame(cells)).iloc[0]["rewind_noisy_acc"] == pytest.approx(0.3)
+    cells[1]["clean_acc"] = 0.9
+    assert pd.isna(per_run(rewinding=frame(cells)).iloc[0]["rewind_noisy_acc"])
 
 
 def test_a_single_noise_rate_draws_nothing(tmp_path):

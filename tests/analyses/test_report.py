@@ -134,7 +134,8 @@ def test_report_files_sit_beside_the_page(report_index, name):
 def test_analyses_never_import_training_code():
     code = (
         "import sys, analyses.report, analyses.detection, analyses.paper\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sweep'))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sweep', 'ray')\n"
+        "             and m not in ('sweep', 'sweep.schemas'))\n"  # the tables' declarations: units and ranges
         "assert not bad, bad\n"
     )
     import subprocess
@@ -163,13 +164,14 @@ def test_detection_section_shows_every_signal_says_who_wins_and_links_the_suspec
     assert table[["auroc_mean", "average_precision_mean", "precision_at_rate_mean"]].stack().between(0, 1).all()
     links = re.findall(r'href="(suspects/[^"]+\.csv)"', body)
     runs = pd.read_csv(report_index.parent / "tables" / "runs_summary.csv")
-    assert len(links) == (runs["cv_folds"] == 0).sum()  # one file per ordinary run, none for the fold runs
+    # one file per ordinary run, none for the fold and SSFT runs (runs_summary.csv lists every run)
+    assert len(links) == ((runs["cv_folds"] == 0) & (runs["ssft_half"] == 0)).sum() < len(runs)
     for link in links:
         suspects = pd.read_csv(report_index.parent / link)
         assert {"example_id", "label", "original_label", "is_noisy", "sorted_by"} <= set(suspects.columns)
     assert "sorted by the AUM rank" in body
-    assert "out-of-sample fold runs (cv_folds &gt; 0)" in found["overview"]
-    assert "9 of the 19 runs" in found["overview"]
+    assert "Beside these 10 runs, 9 out-of-sample fold runs (cv_folds &gt; 0" in found["overview"]
+    assert "and 2 second-split forgetting runs (ssft_half &gt; 0" in found["overview"]
 
 
 def test_a_run_with_a_missing_fold_is_named_and_not_scored_by_cleanlab(tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -95,3 +97,57 @@ def test_retraining_is_deterministic_per_group(mlp_run):
     group = group_names(mlp_run.cfg)[0]
     first, second = (retrain_group(mlp_run, group, analysis)[1] for _ in range(2))
     assert first.equals(second)
+
+
+@pytest.fixture(scope="module")
+def small_mlp_run(digits):
+    """One epoch on 512 training digits: a finished run with its epoch-0 weights, in a second."""
+    small = replace(digits, train=Split(digits.train.x[:512], digits.train.y[:512]),
+                    test=Split(digits.test.x[:128], digits.test.y[:128]))
+    cfg = RunConfig(dataset="digits", arch="mlp", width=0.25, noise=0.1, epochs=1, batch_size=128)
+    return train_in_memory(cfg, data=small)
+
+
+def _retraining_lrs(run, analysis: AnalysisConfig, monkeypatch) -> list[float]:
+    """The learning rate of every optimizer step a retraining takes, read from the optimizer itself."""
+    lrs: list[float] = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    retrain_group(run, group_names(run.cfg)[0], analysis)
+    monkeypatch.undo()
+    return lrs
+
+
+@pytest.mark.parametrize("peak_at", [0.5, 0.2])
+def test_retraining_triangle_peaks_where_its_setting_says(small_mlp_run, monkeypatch, peak_at):
+    """Default 0.5: the paper's retraining triangle (epoch 10 of 20, experiments/retraining.py); 0.2: the earlier
+    rule, kept as `retrain_peak = 0.2`. 0 -> retrain_lr at that fraction of the budget -> 0, linear pieces."""
+    analysis = AnalysisConfig(retrain_epochs=10, retrain_patience=100, retrain_lr=0.03, retrain_peak=peak_at)
+    if peak_at == 0.5:
+        assert AnalysisConfig().retrain_peak == 0.5 and AnalysisConfig().retrain_epochs == 20
+    lrs = np.array(_retraining_lrs(small_mlp_run, analysis, monkeypatch))
+    clean = int((~small_mlp_run.is_noisy).sum())
+    total = analysis.retrain_epochs * math.ceil(clean / small_mlp_run.cfg.batch_size)
+    assert len(lrs) == total
+    top = int(lrs.argmax())
+    assert top in (round(total * peak_at) - 1, round(total * peak_at))
+    assert lrs.max() == pytest.approx(0.03, rel=0.05) and lrs[0] < 0.03 * 0.1 and lrs[-1] < 0.03 * 0.1
+    rise, fall = np.diff(lrs[:top]), np.diff(lrs[top + 1:])
+    assert (rise > 0).all() and (fall < 0).all()
+    assert np.allclose(rise, rise[0]) and np.allclose(fall, fall[0])
+    expected = 0.03 * np.interp(np.arange(total) + 0.5, [0, total * peak_at, total], [0, 1, 0])
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9)
+
+
+def test_retrain_peak_is_a_signed_setting_and_checked():
+    assert "retrain_peak" in PROBES["retrain"].settings
+    from sweep.errors import UserError
+
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(UserError, match="retrain_peak must be a fraction"):
+            AnalysisConfig(retrain_peak=bad).validate()
