@@ -245,6 +245,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("retrain_epoch", INT, "epoch", "epoch of retraining the group from its initial weights on clean "
                "examples only (0 = right after the reset); a group stops early after `retrain_patience` epochs "
                "at 100% clean accuracy"),
+        Column("retrain_peak", FLOAT, ACC, "where the retraining triangle peaks, as a fraction of `retrain_epochs`: "
+               "0.5 = half-way, as the paper's code; 0.2 = our earlier rule"),
         *ACCURACIES, *_base("the group was reset"),
     ), "Does retraining one layer on clean data alone bring the memorized examples back?",
         'rt = pd.read_parquet("results/retraining")\n'

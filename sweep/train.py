@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from sweep import lock, records, schemas
 from sweep.compiled import MODES, forward_of, wanted
-from sweep.config import RunConfig
+from sweep.config import DROPOUT_PLACES, SPARSE_MASKS, RunConfig
 from sweep.curvature import CurvatureSum, due, model_curvature
 from sweep.data import Dataset, Split, load_dataset
 from sweep.dynamics import EvalDynamics, Stopwatch, TrainingDynamics, margins
@@ -582,6 +582,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--width", type=float, default=defaults.width,
                         help="channel/width multiplier (default: %(default)s)")
+    parser.add_argument("--dropout-places", default=defaults.dropout_places, choices=DROPOUT_PLACES,
+                        help="where ResNet-9 applies dropout: the paper code's 6 places or after each of the 8 "
+                             "blocks (default: %(default)s)")
+    parser.add_argument("--sparse-mask", default=defaults.sparse_mask, choices=SPARSE_MASKS,
+                        help="the sparse baseline's fixed mask: element-wise rescaled (paper) or 40%% of channels "
+                             "(default: %(default)s)")
+    parser.add_argument("--curvature-every", type=int, default=defaults.curvature_every,
+                        help="loss curvature at the end of every k-th epoch and the last; 0 = off "
+                             "(default: %(default)s)")
+    parser.add_argument("--curvature-directions", type=int, default=defaults.curvature_directions,
+                        help="Rademacher directions per example for the curvature (default: %(default)s)")
+    parser.add_argument("--curvature-h", type=float, default=defaults.curvature_h,
+                        help="finite-difference step of the curvature (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--compile", default="auto", choices=MODES,
                         help="torch.compile the model: auto = on CUDA only (default: %(default)s)")
@@ -596,7 +609,10 @@ def main(argv: list[str] | None = None) -> int:
         batch = (128 if args.dataset == "digits" else 512) if args.batch_size is None else args.batch_size
         cfg = RunConfig(dataset=args.dataset, arch=args.arch, variant=args.variant, noise=args.noise,
                         seed=args.seed, noise_seed=args.seed if args.noise_seed is None else args.noise_seed,
-                        epochs=args.epochs, batch_size=batch, lr=args.lr, width=args.width).validate()
+                        epochs=args.epochs, batch_size=batch, lr=args.lr, width=args.width,
+                        dropout_places=args.dropout_places, sparse_mask=args.sparse_mask,
+                        curvature_every=args.curvature_every, curvature_directions=args.curvature_directions,
+                        curvature_h=args.curvature_h).validate()
         device = pick_device(args.device)
         check_writable(args.results, "--results")  # before loading data or writing anything
         args.data_dir = resolve_location(args.data_dir)

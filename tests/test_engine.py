@@ -155,7 +155,8 @@ def test_every_detection_signal_is_scored_on_the_smoke_sweep(smoke):
     from analyses.load import Results
 
     results = Results(smoke[0])
-    tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples", "oos_predictions", "runs")}
+    tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples", "oos_predictions", "runs",
+                                            "ssft", "aux_runs")}
     per_run = detection_per_run(**tables)
     assert set(per_run["signal"]) == set(SIGNALS)
     assert per_run["auroc"].between(0, 1).all() and per_run["average_precision"].between(0, 1).all()
@@ -404,7 +405,7 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert failed == [f"FAILED training {broken}: KeyError: 'model'"]
     assert "worker logs (tracebacks): " in proc.stderr
-    assert "error: the sweep is not complete (5 of 6 runs" in proc.stderr
+    assert "error: the sweep is not complete (7 of 8 runs" in proc.stderr
     assert not (results / "report").exists()
     trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()
     assert len(trial_results) == 1 and '"error"' in trial_results[0]  # tried once, not retried

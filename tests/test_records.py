@@ -45,7 +45,7 @@ def test_a_run_record_lists_every_checkpoint_and_table_with_size_and_checksum(tr
     record, problem = run_record(trained, CFG, checksums=True)
     assert problem is None and run_is_complete(trained, CFG)
     expected = {checkpoint(trained, e) for e in range(CFG.epochs + 1)}
-    expected |= {f"{t}/{CFG.run_id}.parquet" for t in ("examples", "epochs", "gradients", "runs")}
+    expected |= {f"{t}/{CFG.run_id}.parquet" for t in ("examples", "epochs", "gradients", "detection_epochs", "runs")}
     assert set(record.files) == expected
     for rel, entry in record.files.items():
         assert entry == records.FileEntry.of(trained.read_bytes(rel))
@@ -62,7 +62,7 @@ def older_layout(store: Store) -> None:
 
 @pytest.mark.parametrize("damage, needle", [
     (lambda s: s.write_bytes(checkpoint(s, 4), s.read_bytes(checkpoint(s, 4))[:100]), "has 100 bytes"),
-    (older_layout, "its tables are in an older layout (1; this version writes 2)"),
+    (older_layout, "its tables are in an older layout (1; this version writes 3)"),
     (lambda s: s.delete(checkpoint(s, 2)), "epoch_002.pt is missing"),
     (lambda s: s.write_bytes(f"epochs/{CFG.run_id}.parquet", b"PAR1"), "has 4 bytes"),
 ])

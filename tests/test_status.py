@@ -45,6 +45,7 @@ def train(results: Path, variant: str, epochs: int, **popen) -> subprocess.Popen
     """`python -m sweep.train` for the smoke grid's run of `variant` (digits, mlp, batch 128) for `epochs`."""
     argv = [sys.executable, "-m", "sweep.train", "--dataset", "digits", "--arch", "mlp", "--variant", variant,
             "--noise", "0.1", "--seed", "0", "--epochs", str(epochs), "--batch-size", "128", "--device", "cpu",
+            "--curvature-every", "5", "--curvature-directions", "2",
             "--results", str(results)]
     if popen:
         return subprocess.Popen(argv, cwd=ROOT, **popen)

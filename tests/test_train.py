@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sweep.config import RunConfig
 from sweep.schedule import lr_at
 from sweep.store import Store
 from sweep.train import Trainer, execute_run, prepare, train_in_memory
+from tests.gradients_reference import brute_force_gradient_rows
 
 
 def test_schedule_is_a_triangle_peaking_at_one_fifth():
@@ -30,60 +30,13 @@ def test_schedule_is_a_triangle_peaking_at_one_fifth():
     assert np.allclose(rise, rise[0]) and np.allclose(fall, fall[0])  # linear pieces
 
 
-def _brute_force_gradient_rows(cfg, digits, epochs):
-    """Follow the same trajectory one batch at a time, taking clean and noisy gradients with separate autograd.grad
-    calls and summing them in float64 on the host: no shared accumulators, no shortcuts."""
-    prep = prepare(cfg, torch.device("cpu"), data=digits)
-    trainer = Trainer(cfg, prep, torch.device("cpu"))
-    model, params = trainer.model, trainer.params
-    names = {id(p): n for n, p in model.named_parameters()}
-    from sweep.models.groups import group_of
-
-    groups = [g for g, _ in model.groups]
-    rows = []
-    n = len(prep.labels)
-    for epoch in range(epochs):
-        g_clean = [np.zeros(p.shape) for p in params]
-        g_noisy = [np.zeros(p.shape) for p in params]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=gen)
-        model.train()
-        for b in range(math.ceil(n / cfg.batch_size)):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            step = epoch * trainer.steps_per_epoch + b
-            for group in trainer.opt.param_groups:
-                group["lr"] = lr_at(step, cfg.epochs * trainer.steps_per_epoch, cfg.lr)
-            losses = F.cross_entropy(model(prep.data.train.x[idx], ids=idx), prep.labels[idx], reduction="none")
-            noisy = prep.is_noisy[idx]
-            gc = torch.autograd.grad(losses[~noisy].sum() / len(idx), params, retain_graph=True)
-            gn = torch.autograd.grad(losses[noisy].sum() / len(idx), params)
-            for acc_c, acc_n, a, c in zip(g_clean, g_noisy, gc, gn, strict=True):
-                acc_c += a.double().numpy()
-                acc_n += c.double().numpy()
-            for p, a, c in zip(params, gc, gn, strict=True):
-                p.grad = a + c
-            trainer.opt.step()
-        for gi, name in enumerate(groups):
-            sel = [i for i, p in enumerate(params) if group_of(model, names[id(p)]) == name]
-            clean = sum(np.linalg.norm(g_clean[i]) / math.sqrt(g_clean[i].size) for i in sel)
-            noisy = sum(np.linalg.norm(g_noisy[i]) / math.sqrt(g_noisy[i].size) for i in sel)
-            cos = np.mean([(g_clean[i] * g_noisy[i]).sum() / (np.linalg.norm(g_clean[i]) * np.linalg.norm(g_noisy[i]))
-                           for i in sel])
-            flat_c = np.concatenate([g_clean[i].ravel() for i in sel])
-            flat_n = np.concatenate([g_noisy[i].ravel() for i in sel])
-            flat = flat_c @ flat_n / (np.linalg.norm(flat_c) * np.linalg.norm(flat_n))
-            rows.append({"epoch": epoch + 1, "layer": gi, "clean_norm": clean, "noisy_norm": noisy, "cosine": cos,
-                         "cosine_flat": flat})
-    return pd.DataFrame(rows)
-
-
 @pytest.mark.parametrize("arch", ["mlp", "resnet9"])
 def test_gradient_accounting_matches_brute_force(arch, digits):
     cfg = RunConfig(arch=arch, width=0.25, noise=0.2, epochs=2, batch_size=256, seed=3).validate()
     prep = prepare(cfg, torch.device("cpu"), data=digits)
     trainer = Trainer(cfg, prep, torch.device("cpu"))
     ours = pd.DataFrame([row for _ in range(2) for row in trainer.train_epoch()[1]])
-    brute = _brute_force_gradient_rows(cfg, digits, epochs=2)
+    brute = brute_force_gradient_rows(cfg, digits, epochs=2)
     assert len(ours) == len(brute) == 2 * len(trainer.group_names)
     for col in ("clean_norm", "noisy_norm", "cosine", "cosine_flat"):
         np.testing.assert_allclose(ours[col].to_numpy(), brute[col].to_numpy(), rtol=2e-4, atol=1e-7)

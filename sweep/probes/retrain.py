@@ -92,6 +92,7 @@ def retrain_group(run: RunData, group: str, analysis: AnalysisConfig) -> tuple[n
         raise ValueError(f"retraining needs the epoch-0 checkpoint; this run has epochs {run.epochs}")
     model = prepare_model(run.model_at(run.final_epoch))
     base = base_columns(split_accuracies(model, run))  # before the reset: what retraining is measured against
+    base["retrain_peak"] = analysis.retrain_peak  # the schedule's choice, recorded in every row
     layer = group_index(model, group)
     keys = group_state_keys(model, group)
     load_group(model, run.state(0), keys)

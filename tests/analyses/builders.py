@@ -276,6 +276,7 @@ def write_run(root: Path, cfg: dict, tables: set[str]) -> None:
                 "layer": layer,
                 "layer_name": name,
                 "retrain_epoch": ep,
+                "retrain_peak": 0.5,
                 "clean_acc": min(1.0, 0.7 + 0.1 * ep),
                 "noisy_acc": rng.uniform(0.2, 0.9),
                 "test_acc": rng.uniform(0.6, 0.8),

@@ -131,6 +131,8 @@ def test_retraining_triangle_peaks_where_its_setting_says(small_mlp_run, monkeyp
     if peak_at == 0.5:
         assert AnalysisConfig().retrain_peak == 0.5 and AnalysisConfig().retrain_epochs == 20
     lrs = np.array(_retraining_lrs(small_mlp_run, analysis, monkeypatch))
+    rows = retrain_group(small_mlp_run, group_names(small_mlp_run.cfg)[0], analysis)[1]
+    assert (rows["retrain_peak"] == peak_at).all()  # the choice is recorded in every row
     clean = int((~small_mlp_run.is_noisy).sum())
     total = analysis.retrain_epochs * math.ceil(clean / small_mlp_run.cfg.batch_size)
     assert len(lrs) == total

@@ -7,23 +7,21 @@ the same stochastic forward pass, and retraining trains with dropout on while ev
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Split
-from sweep.models.groups import group_names, group_of, group_state_keys, unit_layers
+from sweep.models.groups import group_names, group_state_keys, unit_layers
 from sweep.probes.flip import UnitSpace, flip_batched, flip_signature, population_ids, run_flip
 from sweep.probes.flip_reference import flip_plain
 from sweep.probes.retrain import retrain_group
 from sweep.probes.rewind import load_group
-from sweep.schedule import lr_at
 from sweep.train import Trainer, prepare, train_in_memory
+from tests.gradients_reference import brute_force_gradient_rows
 
 WIDTH = 0.0625  # dim 32, head dim 4, MLP 32
 
@@ -48,36 +46,11 @@ def test_gradient_accounting_on_the_vit_matches_brute_force(small):
     prep = prepare(cfg, torch.device("cpu"), data=small)
     ours = Trainer(cfg, prep, torch.device("cpu")).train_epoch()[1]
 
-    trainer = Trainer(cfg, prep, torch.device("cpu"))
-    model, params = trainer.model, trainer.params
-    names = {id(p): n for n, p in model.named_parameters()}
-    g_clean = [np.zeros(p.shape) for p in params]
-    g_noisy = [np.zeros(p.shape) for p in params]
-    n = len(prep.labels)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003))
-    model.train()
-    for b in range(math.ceil(n / cfg.batch_size)):
-        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-        for group in trainer.opt.param_groups:
-            group["lr"] = lr_at(b, cfg.epochs * trainer.steps_per_epoch, cfg.lr)
-        losses = F.cross_entropy(model(prep.data.train.x[idx], ids=idx), prep.labels[idx], reduction="none")
-        noisy = prep.is_noisy[idx]
-        gc = torch.autograd.grad(losses[~noisy].sum() / len(idx), params, retain_graph=True)
-        gn = torch.autograd.grad(losses[noisy].sum() / len(idx), params)
-        for acc_c, acc_n, a, c in zip(g_clean, g_noisy, gc, gn, strict=True):
-            acc_c += a.double().numpy()
-            acc_n += c.double().numpy()
-        for p, a, c in zip(params, gc, gn, strict=True):
-            p.grad = a + c
-        trainer.opt.step()
-    assert [row["layer_name"] for row in ours] == group_names(model)
-    for row in ours:
-        sel = [i for i, p in enumerate(params) if group_of(model, names[id(p)]) == row["layer_name"]]
-        clean = sum(np.linalg.norm(g_clean[i]) / math.sqrt(g_clean[i].size) for i in sel)
-        noisy = sum(np.linalg.norm(g_noisy[i]) / math.sqrt(g_noisy[i].size) for i in sel)
-        cosine = np.mean([(g_clean[i] * g_noisy[i]).sum() / (np.linalg.norm(g_clean[i]) * np.linalg.norm(g_noisy[i]))
-                          for i in sel])
-        np.testing.assert_allclose([row["clean_norm"], row["noisy_norm"], row["cosine"]], [clean, noisy, cosine],
+    brute = brute_force_gradient_rows(cfg, small, epochs=1)
+    assert [row["layer_name"] for row in ours] == list(brute["layer_name"])
+    for row, (_, ref) in zip(ours, brute.iterrows(), strict=True):
+        np.testing.assert_allclose([row["clean_norm"], row["noisy_norm"], row["cosine"], row["cosine_flat"]],
+                                   [ref["clean_norm"], ref["noisy_norm"], ref["cosine"], ref["cosine_flat"]],
                                    rtol=2e-4, atol=1e-7, err_msg=row["layer_name"])
         assert row["clean_norm"] > 0 and row["noisy_norm"] > 0
 
