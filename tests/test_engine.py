@@ -107,6 +107,10 @@ def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     for key, body in found.items():  # real smoke output: every section drawn, none failed or missing
         assert 'class="error"' not in body and 'class="missing"' not in body, (key, body[:1500])
         assert key == "overview" or "<img " in body, key
+    from tests.analyses.test_intervals import check_report
+
+    intervals, seed_rows = check_report(results / "report" / "index.html")  # one seed: each value, no interval
+    assert intervals == 0 and seed_rows > 0
     stamps = {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet")}
     again = sweep("--grid", "smoke", "--address", cluster, "--results", str(results), "--no-report")
     assert again.returncode == 0, again.stderr[-3000:]
