@@ -75,6 +75,8 @@ def per_run(
     dropout_examples: pd.DataFrame | None = None,
     oos_predictions: pd.DataFrame | None = None,
     runs: pd.DataFrame | None = None,
+    ssft: pd.DataFrame | None = None,
+    aux_runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per run: its configuration columns and every quantity of `VALUES` the tables give (NaN else)."""
     tables = [t for t in (epochs, flips, rewinding, examples, dropout_examples) if t is not None and len(t)]
@@ -100,7 +102,7 @@ def per_run(
         out = out.join(best)
         if "noisy_acc_base" in rewinding.columns:
             out = out.join(rewinding.groupby("run_id")["noisy_acc_base"].mean().rename("final_model_noisy_acc"))
-    scores = headline(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs))
+    scores = headline(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs))
     if len(scores):
         auroc = scores.pivot_table(index="run_id", columns="signal", values="auroc", aggfunc="mean")
         out = out.join(auroc.rename(columns=lambda s: f"{s}_auroc"))
@@ -117,12 +119,14 @@ def noise_figure(
     dropout_examples: pd.DataFrame | None = None,
     oos_predictions: pd.DataFrame | None = None,
     runs: pd.DataFrame | None = None,
+    ssft: pd.DataFrame | None = None,
+    aux_runs: pd.DataFrame | None = None,
 ) -> Output:
     """Per series with two or more noise rates, one row of panels (end-of-training accuracy, units to flip,
     best rewind, detection AUROC; those its tables have), one point per noise rate with its across-seed
     95% interval. The table: per series and noise rate, every quantity's mean/lo/hi and n_seeds (only the
     series drawn). No series with two rates: an empty table and no figure."""
-    per = per_run(epochs, flips, rewinding, examples, dropout_examples, oos_predictions, runs)
+    per = per_run(epochs, flips, rewinding, examples, dropout_examples, oos_predictions, runs, ssft, aux_runs)
     series = series_columns(per)
     if len(per) and "noise" in per.columns:
         if series:

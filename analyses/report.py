@@ -219,7 +219,7 @@ def _noise(results: Results, w: _Writer) -> str:
     """The key quantities against the noise rate, for every configuration the sweep ran at two or more rates;
     a sentence saying so otherwise."""
     tables = {n: results.table(n) for n in ("epochs", "flips", "rewinding", "examples", "dropout_examples",
-                                            "oos_predictions", "runs")}
+                                            "oos_predictions", "runs", "ssft", "aux_runs")}
     out = noise_figure(**tables)
     runs = results.table("runs")
     if out.figure is None:

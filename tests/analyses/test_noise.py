@@ -100,3 +100,17 @@ def test_series_keep_other_settings_apart(tmp_path):
     (sub,) = out.figure.subfigs
     assert len([ax for ax in sub.axes if ax.get_visible()]) == 1  # only the tables it has: accuracy
     assert pd.isna(out.table.get("units_noisy_mean", pd.Series([float("nan")]))).all()
+
+
+def test_the_noise_rate_figure_scores_ssft_from_its_own_runs(tmp_path):
+    """SSFT's scores live in the `ssft` table (of the auxiliary runs): passed along, the per-run quantities have an
+    SSFT AUROC for the runs that have them, and none (NaN) without the table."""
+    from tests.analyses.builders import write_ssft
+
+    for noise in (0.1, 0.2):
+        cfg = run_config("digits", "mlp", "standard", noise, 0)
+        write_run(tmp_path, cfg, STANDARD)
+        write_ssft(tmp_path, cfg)
+    found = {**tables(tmp_path), "ssft": load_table(tmp_path, "ssft"), "aux_runs": load_table(tmp_path, "aux_runs")}
+    assert per_run(**found)["ssft_auroc"].between(0, 1).all()
+    assert per_run(**tables(tmp_path))["ssft_auroc"].isna().all()
