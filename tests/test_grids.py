@@ -60,3 +60,19 @@ def test_bad_toml_grids_are_refused_clearly(tmp_path, text, needle):
 def test_unknown_grid_name_lists_the_accepted_ones():
     with pytest.raises(UserError, match="smoke, demo, paper, full"):
         load_grid("giant")
+
+
+def test_the_readme_grid_example_loads_with_every_field_it_shows(tmp_path):
+    """The README's TOML example is a valid grid as written: its block fields (cv_folds, ssft, curvature,
+    dropout places, sparse mask) and analysis settings reach the runs and the analysis config."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(block)
+    grid = load_grid(str(path))
+    standard = [c for c in grid.runs if not c.auxiliary]
+    assert len(standard) == 8 and all(c.curvature_every == 5 and c.dropout_places == "paper" for c in standard)
+    assert sum(c.cv_folds > 0 for c in grid.runs) == 5 * 8 and sum(c.ssft_half > 0 for c in grid.runs) == 2 * 8
+    assert grid.analysis.retrain_peak == 0.5 and grid.analysis.flip_units == "outputs"
