@@ -56,8 +56,8 @@ def is_fold_run(df: pd.DataFrame) -> pd.Series:
 
 
 def is_auxiliary(df: pd.DataFrame) -> pd.Series:
-    """True on the rows of auxiliary trainings (cv_folds > 0 or ssft_half > 0; RunConfig.auxiliary)."""
-    return _positive(df, "cv_folds") | _positive(df, "ssft_half")
+    """True on the rows of auxiliary trainings (cv_folds > 0, ssft_half > 0 or subsets > 0; RunConfig.auxiliary)."""
+    return _positive(df, "cv_folds") | _positive(df, "ssft_half") | _positive(df, "subsets")
 
 
 def ordinary(df: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -14,11 +14,13 @@ VARIANTS = ("standard", "tied", "dropout", "sparse")
 # Every field that defines a run: every row of every table carries them all, plus `config_id`.
 CONFIG_COLUMNS = ("dataset", "arch", "variant", "noise", "seed", "width", "epochs", "lr", "batch_size", "noise_seed",
                   "p_gen", "p_mem", "cv_folds", "cv_fold", "ssft_half", "dropout_places", "sparse_mask",
-                  "curvature_every", "curvature_directions", "curvature_h")
+                  "curvature_every", "curvature_directions", "curvature_h", "subsets", "subset_fraction", "pack",
+                  "pack_index")
 SEED_FIELDS = ("seed", "noise_seed")  # what may differ between the seeds of one experiment
 # Fields added after results existed: left out of the ids while at their default, so every earlier run keeps its id.
 LATE_FIELDS = {"cv_folds": 0, "cv_fold": 0, "ssft_half": 0, "dropout_places": "paper", "sparse_mask": "paper",
-               "curvature_every": 0, "curvature_directions": 10, "curvature_h": 1e-3}
+               "curvature_every": 0, "curvature_directions": 10, "curvature_h": 1e-3, "subsets": 0,
+               "subset_fraction": 0.7, "pack": 0, "pack_index": 0}
 DROPOUT_PLACES = ("paper", "blocks")
 SPARSE_MASKS = ("paper", "channels")
 
@@ -58,6 +60,14 @@ class RunConfig:
     curvature_every: int = 0
     curvature_directions: int = 10
     curvature_h: float = 1e-3
+    # A pack of subset models for held-out memorization scores (Feldman and Zhang 2020; sweep/packs.py): 0 = an
+    # ordinary run. subsets = M >= 2: this training is pack `pack_index` of the M subset models of the ordinary run
+    # with the same other fields; it trains models j = pack_index * pack .. min(M, (pack_index + 1) * pack) - 1 at
+    # once, model j on the examples whose membership hash (noise seed, j, example id) is below `subset_fraction`.
+    subsets: int = 0
+    subset_fraction: float = 0.7
+    pack: int = 0
+    pack_index: int = 0
 
     def validate(self) -> RunConfig:
         """Check every field against what is accepted; raise UserError naming the field and the accepted values."""
@@ -110,13 +120,49 @@ class RunConfig:
         _positive_int("curvature_directions", self.curvature_directions)
         if not (math.isfinite(self.curvature_h) and self.curvature_h > 0):
             raise UserError(f"curvature_h must be a finite number > 0, got {self.curvature_h!r}")
+        self._validate_subsets()
         return self
+
+    def _validate_subsets(self) -> None:
+        if self.subsets == 0:
+            if self.pack or self.pack_index or self.subset_fraction != LATE_FIELDS["subset_fraction"]:
+                raise UserError("pack, pack_index and subset_fraction need subsets >= 2 (subsets = 0: an ordinary "
+                                "run)")
+            return
+        if self.subsets < 2:
+            raise UserError(f"subsets must be 0 (off) or an integer >= 2 (subset models per run), got {self.subsets!r}")
+        if self.variant != "standard" or self.cv_folds or self.ssft_half:
+            raise UserError("subset models (subsets >= 2) belong to a plain standard run: variant 'standard', no "
+                            "cv_folds, no ssft_half")
+        if not (math.isfinite(self.subset_fraction) and 0 < self.subset_fraction < 1):
+            raise UserError(f"subset_fraction must be a fraction strictly between 0 and 1, got {self.subset_fraction!r}")
+        if not 1 <= self.pack <= self.subsets:
+            raise UserError(f"pack must be an integer in 1..subsets ({self.subsets}), got {self.pack!r}")
+        n_packs = math.ceil(self.subsets / self.pack)
+        if not 0 <= self.pack_index < n_packs:
+            raise UserError(f"pack_index must be in 0..{n_packs - 1} ({self.subsets} models in packs of {self.pack}), "
+                            f"got {self.pack_index!r}")
 
     @property
     def auxiliary(self) -> bool:
-        """True for a training that exists only to feed a signal (out-of-sample fold, SSFT half): its rows go to
-        the `aux_*` tables, never into the tables the paper's figures and a plain read use."""
-        return bool(self.cv_folds or self.ssft_half)
+        """True for a training that exists only to feed a signal (out-of-sample fold, SSFT half, pack of subset
+        models): its rows go to the `aux_*` tables, never into the tables the paper's figures and a plain read use."""
+        return bool(self.cv_folds or self.ssft_half or self.subsets)
+
+    def base(self) -> RunConfig:
+        """The ordinary run an auxiliary training belongs to (its fold, half and pack fields at their defaults):
+        the run whose signals or scores it feeds. An ordinary run is its own base."""
+        from dataclasses import replace
+
+        return replace(self, cv_folds=0, cv_fold=0, ssft_half=0, subsets=0, pack=0, pack_index=0,
+                       subset_fraction=LATE_FIELDS["subset_fraction"])
+
+    @property
+    def models(self) -> range:
+        """The subset-model indices j this pack trains (empty for any other run)."""
+        if not self.subsets:
+            return range(0)
+        return range(self.pack_index * self.pack, min(self.subsets, (self.pack_index + 1) * self.pack))
 
     def _identity(self) -> dict[str, object]:
         """The fields an id hashes: all of them, less the late ones still at their default."""
@@ -129,6 +175,7 @@ class RunConfig:
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         fold = f"-cv{self.cv_fold}of{self.cv_folds}" if self.cv_folds else ""
         fold += f"-ssft{self.ssft_half}" if self.ssft_half else ""
+        fold += f"-pack{self.pack_index}x{self.pack}of{self.subsets}" if self.subsets else ""
         return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-s{self.seed}{fold}-{short}"
 
     @property
@@ -184,6 +231,32 @@ class AnalysisConfig:
     # what neuron flipping may remove: "outputs" = output channels / hidden features only (DESIGN.md §4); "paper" =
     # also each BatchNorm scale and shift value and each classifier weight, one value at a time (the paper's code)
     flip_units: str = "outputs"
+    # The localization benchmark (sweep/localizers, sweep/probes/localize.py): which localizers, how many clean
+    # and noisy targets per run, the longest ranking (and the top of the forget/keep ladder), targets per task.
+    localizers: tuple[str, ...] = ("greedy", "zero_out", "activation", "grad_x_act", "integrated_gradients",
+                                   "slimming", "hard_concrete")
+    localize_clean: int = 100
+    localize_noisy: int = 100
+    localize_cap: int = 200
+    localize_chunk: int = 100
+    ig_steps: int = 16  # integrated gradients: gate values 0 -> 1 in this many steps (Riemann midpoints)
+    slimming_steps: int = 100  # slimming: optimiser steps of the continuous unit mask
+    slimming_lr: float = 0.05
+    slimming_l1: float = 1e-3  # weight of the L1 penalty pulling the mask to 1 (keep) - see sweep/localizers
+    hard_concrete_steps: int = 100  # L0 gates (Louizos et al. 2018)
+    hard_concrete_lr: float = 0.05
+    hard_concrete_l0: float = 1e-3
+    # injected ground truth (sweep/localizers/inject.py): per standard run, this many clean targets get a new
+    # wrong label, learned by fine-tuning only `inject_units` random units for `inject_steps` steps
+    inject_targets: int = 10
+    inject_units: int = 10
+    inject_steps: int = 200
+    inject_lr: float = 0.05
+    inject_population: int = 256
+    # memorization scores (sweep/probes/memorization.py): targets per set (noisy, atypical clean, typical clean)
+    # for flipping and the localizers; the top (train, test) pairs of the influence estimate kept (0 = none)
+    mem_targets: int = 100
+    mem_influence_top: int = 0
 
     def validate(self) -> AnalysisConfig:
         """Refuse settings of the wrong type or that would make a probe meaningless (counts or caps below 1,
@@ -208,6 +281,18 @@ class AnalysisConfig:
             raise UserError(f"keep_checkpoints must be \"probes\" or \"all\", got {self.keep_checkpoints!r}")
         if self.flip_units not in ("outputs", "paper"):
             raise UserError(f"flip_units must be \"outputs\" or \"paper\", got {self.flip_units!r}")
+        for name in ("localize_cap", "localize_chunk", "ig_steps", "slimming_steps", "hard_concrete_steps",
+                     "inject_units", "inject_steps", "inject_population"):
+            _positive_int(name, getattr(self, name))
+        for name in ("localize_clean", "localize_noisy", "inject_targets", "mem_targets", "mem_influence_top"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        for name in ("slimming_lr", "hard_concrete_lr", "inject_lr"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise UserError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        for name in ("slimming_l1", "hard_concrete_l0"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise UserError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
         return self
 
     @classmethod
@@ -216,8 +301,9 @@ class AnalysisConfig:
         values = dict(values)
         if values.get("flip_eval_size") == "all":
             values["flip_eval_size"] = None
-        if isinstance(values.get("rewind_epochs"), list):  # anything else is left for validate() to refuse
-            values["rewind_epochs"] = tuple(values["rewind_epochs"])
+        for name in ("rewind_epochs", "localizers"):  # anything but a list is left for validate() to refuse
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return _from_dict(cls, values)
 
 
@@ -233,6 +319,7 @@ _KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "ints": ("a list of integers", lambda v: isinstance(v, (list, tuple)) and all(_is_int(e) for e in v)),
+    "strs": ("a list of strings", lambda v: isinstance(v, (list, tuple)) and all(isinstance(e, str) for e in v)),
     "int_or_all": ('an integer or "all"', lambda v: v is None or _is_int(v)),
 }
 # One table per dataclass: field -> kind. Every field must be listed (a missing one is a KeyError in any test).
@@ -240,13 +327,19 @@ _RUN_KINDS = {
     "dataset": "str", "arch": "str", "variant": "str", "noise": "float", "seed": "int", "noise_seed": "int",
     "width": "float", "epochs": "int", "batch_size": "int", "lr": "float", "p_gen": "float", "p_mem": "float",
     "cv_folds": "int", "cv_fold": "int", "ssft_half": "int", "dropout_places": "str", "sparse_mask": "str",
-    "curvature_every": "int", "curvature_directions": "int", "curvature_h": "float",
+    "curvature_every": "int", "curvature_directions": "int", "curvature_h": "float", "subsets": "int",
+    "subset_fraction": "float", "pack": "int", "pack_index": "int",
 }
 _ANALYSIS_KINDS = {
     "rewind_epochs": "ints", "rewind_buffers": "bool", "retrain_epochs": "int", "retrain_lr": "float",
     "retrain_patience": "int", "flip_clean": "int", "flip_noisy": "int", "flip_cap": "int", "flip_population": "int",
     "flip_noise_copies": "int", "flip_noise_scale": "float", "flip_eval_size": "int_or_all", "flip_chunk": "int",
     "keep_checkpoints": "str", "flip_units": "str", "retrain_peak": "float",
+    "localizers": "strs", "localize_clean": "int", "localize_noisy": "int", "localize_cap": "int",
+    "localize_chunk": "int", "ig_steps": "int", "slimming_steps": "int", "slimming_lr": "float",
+    "slimming_l1": "float", "hard_concrete_steps": "int", "hard_concrete_lr": "float", "hard_concrete_l0": "float",
+    "inject_targets": "int", "inject_units": "int", "inject_steps": "int", "inject_lr": "float",
+    "inject_population": "int", "mem_targets": "int", "mem_influence_top": "int",
 }
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-LAYOUT = 3  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1, no
+LAYOUT = 4  # 1: before fixed schemas (retraining.epoch, flips units {group, layer, index}, first_learned -1, no
 # aum / forgetting_events / cv columns); 2: before auxiliary tables (fold runs' rows in the main tables), training-
-# pass AUM / forgetting, the paper's dropout places and sparse mask
+# pass AUM / forgetting, the paper's dropout places and sparse mask; 3: before the subset-model (memorization
+# score) run columns
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ RUN_COLUMNS = (
            "0 = off"),
     Column("curvature_directions", INT, "", "Rademacher directions per example for the loss curvature"),
     Column("curvature_h", FLOAT, "", "finite-difference step of the loss curvature (input units)"),
+    Column("subsets", INT, "", "0: an ordinary run; M >= 2: a pack of the M subset models of the ordinary run with "
+           "the same other fields, for held-out memorization scores (an auxiliary training; sweep/packs.py)"),
+    Column("subset_fraction", FLOAT, ACC, "the fraction of training examples each subset model trains on (0.7 "
+           "unless subsets > 0 says otherwise)"),
+    Column("pack", INT, "", "subset models trained at once in one pack (0 for other runs)"),
+    Column("pack_index", INT, "", "which pack: it trains models pack_index * pack .. (pack_index + 1) * pack - 1"),
     Column("config_id", STR, "", "the run without its seeds: runs sharing it are seeds of one experiment"),
 )
 

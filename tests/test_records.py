@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import records
+from sweep import records, schemas
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import DamagedFile, UserError
 from sweep.grids import Grid
@@ -62,7 +62,7 @@ def older_layout(store: Store) -> None:
 
 @pytest.mark.parametrize("damage, needle", [
     (lambda s: s.write_bytes(checkpoint(s, 4), s.read_bytes(checkpoint(s, 4))[:100]), "has 100 bytes"),
-    (older_layout, "its tables are in an older layout (1; this version writes 3)"),
+    (older_layout, f"its tables are in an older layout (1; this version writes {schemas.LAYOUT})"),
     (lambda s: s.delete(checkpoint(s, 2)), "epoch_002.pt is missing"),
     (lambda s: s.write_bytes(f"epochs/{CFG.run_id}.parquet", b"PAR1"), "has 4 bytes"),
 ])
