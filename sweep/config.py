@@ -135,7 +135,8 @@ class RunConfig:
             raise UserError("subset models (subsets >= 2) belong to a plain standard run: variant 'standard', no "
                             "cv_folds, no ssft_half")
         if not (math.isfinite(self.subset_fraction) and 0 < self.subset_fraction < 1):
-            raise UserError(f"subset_fraction must be a fraction strictly between 0 and 1, got {self.subset_fraction!r}")
+            raise UserError("subset_fraction must be a fraction strictly between 0 and 1, got "
+                            f"{self.subset_fraction!r}")
         if not 1 <= self.pack <= self.subsets:
             raise UserError(f"pack must be an integer in 1..subsets ({self.subsets}), got {self.pack!r}")
         n_packs = math.ceil(self.subsets / self.pack)
