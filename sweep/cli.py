@@ -14,9 +14,12 @@ Re-running the same command finishes an interrupted sweep: finished runs and ana
 
 --where FIELD=V[,V...][,FIELD=V...] keeps the grid's runs whose FIELD is one of its values, for every FIELD given
 (a term without '=' is one more value of the field before it; repeated --where flags count as one, joined by
-commas). --set FIELD=V[,FIELD=V...] (repeatable) replaces a field on every run kept, which makes them other runs,
-with other run ids. FIELD is any run field: dataset, arch, variant, noise, seed, noise_seed, width, epochs,
-batch_size, lr, p_gen, p_mem; values are read as the field's type (noise=0.1 matches 0.1).
+commas). --set FIELD=V[,V...][,FIELD=V...] (repeatable) replaces a field on every run kept, which makes them other
+runs, with other run ids; several values of a run field expand as a product (--set seed=0,1,2 --set noise=0.05,0.2:
+every run kept six times). FIELD is any run field (dataset, arch, variant, noise, seed, noise_seed, width, epochs,
+batch_size, lr, p_gen, p_mem, ...) or, for --set, any [analysis] setting (flip_clean=10, rewind_epochs=0,2,4:
+one value each, a list for list settings; signed like a grid file's, so a folder made with another is refused);
+values are read as the field's type (noise=0.1 matches 0.1).
 
 Exit status: 0 when every run and analysis of the grid is done, 1 when something failed (each failure is listed),
 2 for bad input (nothing is started), 130 / 143 when stopped by SIGINT (Ctrl-C) / SIGTERM; --status exits 0.
@@ -74,9 +77,11 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                    help="keep only the grid's runs whose FIELD is one of its values, for every FIELD given, e.g. "
                         "--where arch=mlp,variant=tied or --where seed=0,1; repeatable (the flags count as one, "
                         "joined by commas) (default: every run)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=V[,FIELD=V...]",
-                   help="replace FIELD on every run chosen, e.g. --set epochs=5 (seed sets noise_seed too); "
-                        "repeatable; the changed runs are validated and get other run ids (default: no change)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V[,V...][,FIELD=V...]",
+                   help="replace FIELD on every run chosen, e.g. --set epochs=5 (seed sets noise_seed too); several "
+                        "values expand as a product (--set seed=0,1,2); also any [analysis] setting, e.g. --set "
+                        "flip_clean=10; repeatable; the changed runs are validated and get other run ids (default: "
+                        "no change)")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
                    help="torch.compile each training's model: auto = on CUDA only; a compiler failure falls back to "
                         "eager with one line on stderr")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ PRODUCT_FIELDS = ("dataset", "arch", "variant", "noise", "seed", "width")
 SCALAR_FIELDS = ("epochs", "batch_size", "lr", "p_gen", "p_mem", "curvature_every", "curvature_directions",
                  "curvature_h", "dropout_places", "sparse_mask")
 # cv_folds = K in a block: each of its `standard` runs gets K out-of-sample runs too (confident learning's input);
-# ssft = true: each of its `standard` runs gets its two second-split forgetting runs (sweep.ssft)
-BLOCK_FIELDS = ("cv_folds", "ssft")
+# ssft = true: each of its `standard` runs gets its two second-split forgetting runs (sweep.ssft);
+# subsets = M: each of its `standard` runs gets M subset models (held-out memorization, sweep.packs), each training
+# on a `subset_fraction` of the examples (0.7 unless given), trained `pack` at a time per Tune trial (default: as
+# many as sweep.packs.auto_pack fits on one device)
+BLOCK_FIELDS = ("cv_folds", "ssft", "subsets", "subset_fraction", "pack")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
         if not isinstance(ssft, bool):
             raise UserError(f"ssft must be true or false (second-split forgetting runs for each standard run), "
                             f"got {ssft!r}")
+        subsets = _subset_settings(block)
         names = list(axes)
         for values in itertools.product(*(axes[k] for k in names)):
             fields = dict(zip(names, values, strict=True), **scalars)
@@ -62,6 +67,9 @@ def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
             if ssft and cfg.variant == "standard":
                 for half in ssft_runs(cfg):
                     runs.setdefault(half.run_id, half)
+            if subsets and cfg.variant == "standard":
+                for pack in subset_runs(cfg, *subsets):
+                    runs.setdefault(pack.run_id, pack)
     if not runs:
         raise UserError("the grid has no runs; give at least one block with a dataset and an arch")
     return tuple(runs.values())
@@ -72,6 +80,47 @@ def out_of_sample_runs(cfg: RunConfig, folds: object) -> list[RunConfig]:
     if not (isinstance(folds, int) and not isinstance(folds, bool) and folds != 1 and folds >= 0):
         raise UserError(f"cv_folds must be 0 (off) or an integer >= 2, got {folds!r}")
     return [dataclasses.replace(cfg, cv_folds=folds, cv_fold=k).validate() for k in range(folds)]
+
+
+def _subset_settings(block: dict[str, object]) -> tuple[object, object, object] | None:
+    """A block's (subsets, subset_fraction, pack) when it asks for subset models, else None; settings that cannot
+    make them are one UserError, before any run of the block is built."""
+    subsets = block.get("subsets", 0)
+    if subsets == 0 and not isinstance(subsets, bool):
+        given = [name for name in ("subset_fraction", "pack") if name in block]
+        if given:
+            raise UserError(f"{' and '.join(given)} need subsets = M (M >= 2 subset models per standard run)")
+        return None
+    _check_subsets(subsets)
+    variants = block.get("variant", "standard")
+    if "standard" not in (variants if isinstance(variants, list) else [variants]):
+        raise UserError(f"subsets are added for a block's standard runs only (as cv_folds and ssft are); this block's "
+                        f"variant is {variants!r}: add 'standard' to it, or move subsets to a block of standard runs")
+    return subsets, block.get("subset_fraction", 0.7), block.get("pack")
+
+
+def _check_subsets(subsets: object) -> None:
+    if not (isinstance(subsets, int) and not isinstance(subsets, bool) and subsets >= 2):
+        raise UserError(f"subsets must be 0 (off) or an integer >= 2 (subset models per standard run), got {subsets!r}")
+
+
+def subset_runs(cfg: RunConfig, subsets: object, fraction: object = 0.7, pack: object = None) -> list[RunConfig]:
+    """The packs of `cfg`'s `subsets` subset models: ceil(M / K) auxiliary runs of K models each (the last may hold
+    fewer), model j in pack j // K; every pack has the config, seeds and noisy labels of `cfg`. `pack` None: the
+    largest K that sweep.packs.auto_pack fits on one device."""
+    _check_subsets(subsets)
+    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction < 1):
+        raise UserError(f"subset_fraction must be a number strictly between 0 and 1 (the share of training examples "
+                        f"each subset model trains on), got {fraction!r}")
+    if pack is None:
+        from sweep.packs import auto_pack  # torch, and only for grids with subsets
+
+        pack = auto_pack(cfg, subsets)
+    if not (isinstance(pack, int) and not isinstance(pack, bool) and 1 <= pack <= subsets):
+        raise UserError(f"pack must be an integer from 1 to subsets ({subsets}): subset models per trial, got "
+                        f"{pack!r}")
+    fields = {"subsets": subsets, "subset_fraction": float(fraction), "pack": pack}
+    return [dataclasses.replace(cfg, **fields, pack_index=i).validate() for i in range(math.ceil(subsets / pack))]
 
 
 def ssft_runs(cfg: RunConfig) -> list[RunConfig]:
@@ -88,11 +137,16 @@ _CURVATURE_SMOKE = {"curvature_every": 5, "curvature_directions": 2}
 _CURVATURE_DEMO = {"curvature_every": 15, "curvature_directions": 2}  # MLP, 60 epochs: at 15, 30, 45, 60
 _CURVATURE_DEMO_RESNET = {"curvature_every": 10, "curvature_directions": 2}  # 20 epochs: at 10 and 20
 _PAPER_DATA = ["cifar10", "mnist", "svhn"]
+# Held-out memorization (Feldman & Zhang 2020): subset models of each standard run, trained in packs (sweep.packs).
+# smoke: one pack of 8 (scores exist, with few models each example is in or out of); demo: 32 per MLP run in two
+# packs of 16, within the demo's 6 minutes on 2 cores (README: the measured pack time)
+_SUBSETS_SMOKE = {"subsets": 8, "pack": 8}
+_SUBSETS_DEMO = {"subsets": 32, "pack": 16}
 
 BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
     "smoke": (
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1, "seed": 0,
-          "epochs": 20, "cv_folds": 2, "ssft": True, **_CURVATURE_SMOKE}],
+          "epochs": 20, "cv_folds": 2, "ssft": True, **_CURVATURE_SMOKE, **_SUBSETS_SMOKE}],
         {"rewind_epochs": [0, 4, 8], "retrain_epochs": 4, "flip_clean": 12, "flip_noisy": 12, "flip_cap": 60,
          "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12},
     ),
@@ -101,7 +155,8 @@ BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
         # cv_folds: the standard MLP's out-of-sample runs, so confident learning joins the detection comparison;
         # ssft: its two second-split forgetting runs, so SSFT does too.
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1,
-          "seed": [0, 1], "epochs": 60, "batch_size": 256, "cv_folds": 5, "ssft": True, **_CURVATURE_DEMO},
+          "seed": [0, 1], "epochs": 60, "batch_size": 256, "cv_folds": 5, "ssft": True, **_CURVATURE_DEMO,
+          **_SUBSETS_DEMO},
          {**_DIGITS, "arch": "resnet9", "width": 0.25, "variant": "standard", "noise": 0.1, "seed": [0, 1],
           "epochs": 20, **_CURVATURE_DEMO_RESNET}],
         {"rewind_epochs": [0, 2, 4, 6, 8, 10, 12, 14], "retrain_epochs": 10, "flip_clean": 50, "flip_noisy": 50,
@@ -128,6 +183,13 @@ BUILTIN["full"] = (
 _DETECT = {"arch": "resnet9", "width": 1.0, "variant": "standard", "noise": [0.01, 0.02, 0.05, 0.1, 0.2],
            "seed": [0, 1, 2], "epochs": 50, "batch_size": 512, "cv_folds": 5, "ssft": True, "curvature_every": 5}
 BUILTIN["detect"] = ([{"dataset": "cifar10", **_DETECT}, {"dataset": "fashion-mnist", **_DETECT}], {})
+# Held-out memorization scores for a cluster: Feldman & Zhang's M = 2,000 subset models on 70% subsets of each
+# dataset, for the paper's ResNet-9 standard runs (50 epochs, batch 512, 10% noise) on its three datasets and on
+# Fashion-MNIST; packs as large as one device holds (sweep.packs.auto_pack). `--dry-run` states the trials, packs
+# and storage.
+_MEMORIZATION = {"arch": "resnet9", "variant": "standard", "noise": 0.1, "seed": 0, "epochs": 50, "batch_size": 512,
+                 "subsets": 2000, "subset_fraction": 0.7}
+BUILTIN["memorization"] = ([{"dataset": [*_PAPER_DATA, "fashion-mnist"], **_MEMORIZATION}], {})
 
 
 def load_grid(name_or_path: str) -> Grid:
@@ -159,28 +221,40 @@ def load_grid(name_or_path: str) -> Grid:
 
 # Choosing runs from the command line (--where, --set) -----------------------------------------------------
 
-# Every RunConfig field and its type's name ('str', 'int' or 'float': annotations are strings in config.py).
+# Every RunConfig field and its type's name ('str', 'int' or 'float': annotations are strings in config.py), and
+# every AnalysisConfig field's (also 'bool', 'int | None' = an integer or "all", and the tuple kinds).
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+_ANALYSIS_TYPES = {f.name: str(f.type) for f in dataclasses.fields(AnalysisConfig)}
 RUN_FIELDS = tuple(_FIELD_TYPES)
-ASSIGN_SYNTAX = {"--where": "FIELD=V[,V...][,FIELD=V...]", "--set": "FIELD=V[,FIELD=V...]"}
+ANALYSIS_FIELDS = tuple(_ANALYSIS_TYPES)
+ASSIGN_SYNTAX = {"--where": "FIELD=V[,V...][,FIELD=V...]", "--set": "FIELD=V[,V...][,FIELD=V...]"}
 _EXAMPLE = {"--where": "arch=mlp,seed=0,1", "--set": "epochs=5"}
+_LIST_KINDS = {"tuple[int, ...]": "int", "tuple[str, ...]": "str"}  # analysis fields whose values form one list
 
 
 def _show(value: object) -> str:
+    if value is None:  # an "int | None" analysis setting: None is "all"
+        return "all"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _typed(name: str, text: str, flag: str, hint: Callable[[str], str]) -> object:
-    """`text` as field `name`'s type (str, int or float: the RunConfig field's kind); UserError otherwise."""
-    kind = _FIELD_TYPES[name]
+    """`text` as field `name`'s type (the RunConfig or AnalysisConfig field's kind); UserError otherwise."""
+    kind = _FIELD_TYPES.get(name) or _LIST_KINDS.get(_ANALYSIS_TYPES[name], _ANALYSIS_TYPES[name])
     if kind == "str":
         return text
-    if kind not in ("int", "float"):
-        raise TypeError(f"RunConfig field {name} has type {kind}, which --where and --set do not parse yet")
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise UserError(f"{flag} {name}={text}: {name} must be true or false")
+        return text.lower() == "true"
+    if kind == "int | None" and text == "all":
+        return None
+    if kind not in ("int", "float", "int | None"):
+        raise TypeError(f"field {name} has type {kind}, which --where and --set do not parse yet")
     try:
-        return int(text) if kind == "int" else float(text)
+        return float(text) if kind == "float" else int(text)
     except ValueError:
-        accepted = "an integer" if kind == "int" else "a number"
+        accepted = {"int": "an integer", "float": "a number", "int | None": 'an integer or "all"'}[kind]
         raise UserError(f"{flag} {name}={text}: {name} must be {accepted}{hint(name)}") from None
 
 
@@ -190,8 +264,10 @@ def parse_assignments(texts: Sequence[str], flag: str,
 
     Terms are split at commas; a term without '=' is one more value of the field named before it, so
     `arch=mlp,seed=0,1` means arch mlp and seed 0 or 1. A field given in several terms or flags keeps every value.
-    A value of the wrong type is a UserError ending with `hint(field)`.
+    --set also takes the [analysis] settings (AnalysisConfig fields); --where takes run fields only. A value of
+    the wrong type is a UserError ending with `hint(field)`.
     """
+    fields = RUN_FIELDS + ANALYSIS_FIELDS if flag == "--set" else RUN_FIELDS
     found: dict[str, list[object]] = {}
     for text in texts:
         name = None
@@ -199,8 +275,8 @@ def parse_assignments(texts: Sequence[str], flag: str,
             key, eq, value = (part.strip() for part in term.partition("="))
             if eq and key:
                 name = key
-                if name not in RUN_FIELDS:
-                    raise UserError(f"unknown field {name!r} in {flag} {text}; accepted: {', '.join(RUN_FIELDS)}")
+                if name not in fields:
+                    raise UserError(f"unknown field {name!r} in {flag} {text}; accepted: {', '.join(fields)}")
             elif not eq and name is not None:
                 value = key  # one more value of the field before it
             if (eq and not key) or name is None or not value:
@@ -221,9 +297,13 @@ def select_runs(grid: Grid, where: Sequence[str] = (), sets: Sequence[str] = ())
     """The grid's runs that match every --where field (any of its values), each with the --set fields replaced.
 
     `where` and `sets` are the flags' texts (ASSIGN_SYNTAX), as typed. --where chooses among the runs as the grid
-    writes them; --set then replaces fields of the chosen runs (`seed` also sets `noise_seed`, as in a grid, unless
-    `noise_seed` is set too), and every changed run is validated; runs that become equal are kept once. Bad
-    input is one UserError naming what is accepted: the fields, or the values of the grid for --where.
+    writes them. --set then replaces fields of the chosen runs; a run field given several values expands as a
+    product, Hydra multirun's rule (`--set seed=0,1,2 noise=0.05,0.2`: every chosen run six times); `seed` also
+    sets `noise_seed`, as in a grid, unless `noise_seed` is set too. Every changed run is validated; runs that
+    become equal are kept once. --set also replaces [analysis] settings (one value each; a list setting such as
+    rewind_epochs or localizers takes its values as the list), signed into the done-records as any grid's are, so
+    a changed setting on a folder made with another is refused as when the grid file says it. Bad input is one
+    UserError naming what is accepted: the fields, or the values of the grid for --where.
     """
     def present(name: str) -> list[object]:
         return list(dict.fromkeys(getattr(cfg, name) for cfg in grid.runs))
@@ -243,22 +323,45 @@ def select_runs(grid: Grid, where: Sequence[str] = (), sets: Sequence[str] = ())
         raise UserError(f"--where {format_assignments(conditions)} matches no run of grid {grid.name!r} "
                         "(each value is in it, but not together)")
     overrides = parse_assignments(sets, "--set")
-    several = [name for name, values in overrides.items() if len(values) > 1]
-    if several:
-        raise UserError(f"--set gives {several[0]} several values ({format_assignments(overrides)}); "
-                        "--set takes one value per field")
-    changes = {name: values[0] for name, values in overrides.items()}
-    if "seed" in changes:
-        changes.setdefault("noise_seed", changes["seed"])
+    run_sets = {name: values for name, values in overrides.items() if name in RUN_FIELDS}
+    analysis = _set_analysis(grid.analysis, {n: v for n, v in overrides.items() if n not in RUN_FIELDS}, overrides)
+    names = list(run_sets)
     runs: dict[str, RunConfig] = {}
     for cfg in chosen:
-        if changes:
-            try:
-                cfg = dataclasses.replace(cfg, **changes).validate()
-            except UserError as exc:
-                raise UserError(f"--set {format_assignments(overrides)}: {exc}") from None
-        runs.setdefault(cfg.run_id, cfg)
-    return dataclasses.replace(grid, runs=tuple(runs.values()))
+        for values in itertools.product(*(run_sets[n] for n in names)):
+            changes = dict(zip(names, values, strict=True))
+            if "seed" in changes:
+                changes.setdefault("noise_seed", changes["seed"])
+            if changes:
+                try:
+                    cfg_new = dataclasses.replace(cfg, **changes).validate()
+                except UserError as exc:
+                    raise UserError(f"--set {format_assignments(overrides)}: {exc}") from None
+            else:
+                cfg_new = cfg
+            runs.setdefault(cfg_new.run_id, cfg_new)
+    return dataclasses.replace(grid, runs=tuple(runs.values()), analysis=analysis)
+
+
+def _set_analysis(analysis: AnalysisConfig, sets: dict[str, tuple[object, ...]],
+                  overrides: dict[str, tuple[object, ...]]) -> AnalysisConfig:
+    """`analysis` with the --set analysis settings replaced and validated (one value each, a list for list
+    settings)."""
+    changes: dict[str, object] = {}
+    for name, values in sets.items():
+        if _ANALYSIS_TYPES[name] in _LIST_KINDS:
+            changes[name] = tuple(values)
+        elif len(values) > 1:
+            raise UserError(f"--set gives {name} several values ({format_assignments(overrides)}); an [analysis] "
+                            "setting applies to every run of a sweep: give one value")
+        else:
+            changes[name] = values[0]
+    if not changes:
+        return analysis
+    try:
+        return dataclasses.replace(analysis, **changes).validate()
+    except UserError as exc:
+        raise UserError(f"--set {format_assignments(overrides)}: {exc}") from None
 
 
 def selection_lines(grid: Grid, selected: Grid, where: Sequence[str] = (), sets: Sequence[str] = ()) -> list[str]:
@@ -269,7 +372,10 @@ def selection_lines(grid: Grid, selected: Grid, where: Sequence[str] = (), sets:
         lines.append(f"--where {format_assignments(parse_assignments(where, '--where'))}: "
                      f"{chosen} of {len(grid.runs)} runs")
     if sets:
-        merged = f" ({chosen} runs became {len(selected.runs)}: equal runs are kept once)" \
-            if chosen != len(selected.runs) else ""
+        merged = ""
+        if len(selected.runs) < chosen:
+            merged = f" ({chosen} runs became {len(selected.runs)}: equal runs are kept once)"
+        elif len(selected.runs) > chosen:
+            merged = f" ({chosen} runs became {len(selected.runs)}: several values expand as a product)"
         lines.append(f"--set {format_assignments(parse_assignments(sets, '--set'))}{merged}")
     return lines

@@ -75,6 +75,29 @@ def test_set_replaces_a_field_on_every_run_which_makes_them_other_runs():
                      "--set seed=0 (8 runs became 4: equal runs are kept once)"]
 
 
+def test_set_with_several_values_expands_as_a_product_of_the_chosen_runs():
+    demo = load_grid("demo")
+    where = ["arch=resnet9"]
+    wide = select_runs(demo, where, ["seed=0,1,2", "noise=0.05,0.2"])
+    assert len(select_runs(demo, where).runs) == 2 and len(wide.runs) == 6  # 2 runs x 3 seeds x 2 rates, merged
+    assert sorted((c.seed, c.noise_seed, c.noise) for c in wide.runs) == [
+        (s, s, n) for s in (0, 1, 2) for n in (0.05, 0.2)]
+    assert selection_lines(demo, wide, where, ["seed=0,1,2", "noise=0.05,0.2"])[1] == (
+        "--set seed=0,1,2,noise=0.05,0.2 (2 runs became 6: several values expand as a product)")
+
+
+def test_set_replaces_analysis_settings_of_every_run():
+    smoke = load_grid("smoke")
+    changed = select_runs(smoke, sets=["flip_clean=10,rewind_epochs=0,2", "localizers=greedy,zero_out",
+                                       "flip_eval_size=all,rewind_buffers=true"])
+    assert changed.runs == smoke.runs  # run fields untouched
+    a = changed.analysis
+    assert (a.flip_clean, a.rewind_epochs, a.localizers, a.flip_eval_size, a.rewind_buffers) == (
+        10, (0, 2), ("greedy", "zero_out"), None, True)
+    assert a.flip_noisy == smoke.analysis.flip_noisy  # the others as the grid says
+    assert "flip_eval_size=all" in selection_lines(smoke, changed, sets=["flip_eval_size=all"])[0]
+
+
 @pytest.mark.parametrize("where, sets, needle", [
     (["archh=mlp"], [], "unknown field 'archh' in --where archh=mlp; accepted: dataset, arch, variant, noise,"),
     ([], ["colour=red"], "unknown field 'colour' in --set colour=red; accepted: dataset, arch,"),
@@ -88,11 +111,15 @@ def test_set_replaces_a_field_on_every_run_which_makes_them_other_runs():
     (["=mlp"], [], "malformed --where '=mlp'"),
     (["arch="], [], "malformed --where 'arch='"),
     (["arch=mlp,"], [], "malformed --where 'arch=mlp,'"),
-    ([], ["epochs"], "malformed --set 'epochs'; expected FIELD=V[,FIELD=V...], e.g. --set epochs=5"),
+    ([], ["epochs"], "malformed --set 'epochs'; expected FIELD=V[,V...][,FIELD=V...], e.g. --set epochs=5"),
     ([], ["epochs=0"], "--set epochs=0: epochs must be an integer >= 1, got 0"),
     ([], ["noise=1.5"], "--set noise=1.5: noise rate must be in [0, 1)"),
     ([], ["arch=vit"], "--set arch=vit: variant 'tied' needs arch mlp or resnet9, not 'vit'"),
-    ([], ["epochs=2,3"], "--set gives epochs several values"),
+    ([], ["flip_clean=10,20"], "--set gives flip_clean several values (flip_clean=10,20); an [analysis] setting"),
+    ([], ["flip_clean=0"], "--set flip_clean=0: flip_clean must be an integer >= 1, got 0"),
+    ([], ["rewind_buffers=maybe"], "--set rewind_buffers=maybe: rewind_buffers must be true or false"),
+    ([], ["flip_eval_size=some"], '--set flip_eval_size=some: flip_eval_size must be an integer or "all"'),
+    (["flip_clean=10"], [], "unknown field 'flip_clean' in --where flip_clean=10; accepted: dataset,"),
 ])
 def test_bad_where_or_set_names_what_is_accepted(where, sets, needle):
     with pytest.raises(UserError) as info:

@@ -174,3 +174,16 @@ def test_keep_checkpoints_keeps_what_the_analyses_read_and_a_grid_needing_more_i
     # analyses that do not read epoch 1 are fine
     check_results_match(store, wider, selected_probes(("flip",)), make_plan(store, wider, selected_probes(("flip",))))
     assert run_is_complete(store, CFG)  # nothing was withdrawn
+
+
+def test_an_analysis_setting_changed_with_set_on_a_finished_folder_is_refused_as_a_grid_files(trained):
+    from sweep.grids import select_runs
+
+    probes = selected_probes(("rewind",))
+    record, _ = run_record(trained, CFG)
+    for task in make_plan(trained, GRID, probes).tasks:
+        write_task(trained, task, record.record_id, ANALYSIS)
+    assert not make_plan(trained, GRID, probes).conflicts  # made with the grid's own settings: done
+    changed = select_runs(GRID, sets=["rewind_epochs=0,1"])
+    with pytest.raises(UserError, match=r"rewind_epochs=\[0, 2\] \(this grid: \[0, 1\]\)"):
+        check_results_match(trained, changed, probes, make_plan(trained, changed, probes))
