@@ -190,7 +190,9 @@ def test_readme_python_api_and_table_examples_run_on_a_real_sweep(smoke, monkeyp
     printed = capsys.readouterr().out  # what pandas prints depends on the terminal's width: check values
     assert "Accuracies(clean=" in printed and "figure3.png" in printed
     assert "noisy_acc" in scope["epochs"].columns and not scope["out"].table.empty
-    assert scope["run"].epochs == list(range(11))
+    assert scope["run"].epochs == list(range(31))
+    assert scope["final"].noisy > 0.95  # the settings memorize the mislabeled examples, as the comment says
+    assert scope["rewound"]["noisy_acc"].min() < scope["final"].noisy - 0.05  # so rewinding shows a drop
     assert (results.parent / "figure3.png").stat().st_size > 0 and (results.parent / "figure3.svg").exists()
     for table in TABLES:
         answer = run_example(table)
