@@ -160,24 +160,25 @@ def gather(
     runs: pd.DataFrame | None = None,
     ssft: pd.DataFrame | None = None,
     aux_runs: pd.DataFrame | None = None,
+    memorization: pd.DataFrame | None = None,
 ) -> Collected:
     """`collect` on the tables given by name (None = missing)."""
-    return collect(Tables(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs))
+    return collect(Tables(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs, memorization))
 
 
 def signal_scores(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
-                  aux_runs=None) -> pd.DataFrame:
+                  aux_runs=None, memorization=None) -> pd.DataFrame:
     """Long table (config columns, run_id, signal, example_id, is_noisy, value, score) of every available
     signal: `value` is the natural quantity, `score` the ranking key (higher = more suspicious). Rows of fold
     runs are ignored; their predictions become the cleanlab signals of the ordinary run they are for (`runs` or
     `examples` must hold that run; see analyses.confident), as SSFT rows become the SSFT signal of theirs."""
-    return gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs).scores
+    return gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs, memorization).scores
 
 
 def scores_and_skipped(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
-                       aux_runs=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       aux_runs=None, memorization=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`signal_scores` and the runs whose auxiliary rows (fold predictions, SSFT rows) could not be scored."""
-    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs)
+    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs, memorization)
     return got.scores, got.skipped
 
 
@@ -249,12 +250,12 @@ def evaluate(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def detection_per_run(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
-                      aux_runs=None) -> pd.DataFrame:
+                      aux_runs=None, memorization=None) -> pd.DataFrame:
     """`evaluate` of every signal the tables give, with each signal's cost (analyses.detection_cost): one row
     per run, set and signal."""
     from analyses.detection_cost import with_costs
 
-    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs)
+    got = gather(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs, memorization)
     return with_costs(evaluate(got.scores), got.tables)
 
 
@@ -336,10 +337,11 @@ def summarise(per_run: pd.DataFrame) -> Output:
 
 
 def detection(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,
-              aux_runs=None) -> Output:
+              aux_runs=None, memorization=None) -> Output:
     """Per configuration, set and signal, AUROC, average precision and precision at the noise rate across seeds,
     with each signal's cost and the figure of `summarise`."""
-    return summarise(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs))
+    return summarise(detection_per_run(examples, flips, dropout_examples, oos_predictions, runs, ssft, aux_runs,
+                                       memorization))
 
 
 def _value(row: pd.Series, metric: str = "auroc") -> str:

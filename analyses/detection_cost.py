@@ -32,6 +32,7 @@ SOURCES = {
     "curvature_seconds": "runs.curvature_seconds",
     "folds": "aux_runs.seconds summed over the run's out-of-sample fold runs",
     "ssft": "aux_runs.seconds summed over the run's two SSFT runs",
+    "packs": "aux_runs.seconds summed over the packs of the run's subset models",
     "flip": "not recorded: flip task times are not kept in the results",
     "dropout": "not recorded: the dropout probe's time is not kept in the results",
 }
@@ -48,7 +49,7 @@ def auxiliary_runs(tables: Tables) -> pd.DataFrame:
     parts = []
     for frame in (tables.aux_runs, tables.runs):
         if frame is not None and len(frame):
-            aux = (_number(frame, "cv_folds") > 0) | (_number(frame, "ssft_half") > 0)
+            aux = (_number(frame, "cv_folds") > 0) | (_number(frame, "ssft_half") > 0) | (_number(frame, "subsets") > 0)
             parts.append(frame[aux])
     if not parts:
         return pd.DataFrame(columns=["run_id", "seconds", "cv_folds", "ssft_half"])
@@ -65,15 +66,16 @@ def _links(frame: pd.DataFrame | None) -> dict[str, set[str]]:
 
 
 def belonging(tables: Tables, kind: str) -> dict[str, pd.DataFrame]:
-    """Ordinary run id -> its auxiliary runs' rows of `kind` ('folds' or 'ssft')."""
+    """Ordinary run id -> its auxiliary runs' rows of `kind` ('folds', 'ssft' or 'packs')."""
     aux = auxiliary_runs(tables)
-    column = "cv_folds" if kind == "folds" else "ssft_half"
+    column = {"folds": "cv_folds", "ssft": "ssft_half", "packs": "subsets"}[kind]
     aux = aux[_number(aux, column) > 0]
     ordinary = tables.runs
     if ordinary is not None and len(ordinary):
-        ordinary = ordinary[(_number(ordinary, "cv_folds") == 0) & (_number(ordinary, "ssft_half") == 0)]
+        ordinary = ordinary[(_number(ordinary, "cv_folds") == 0) & (_number(ordinary, "ssft_half") == 0)
+                            & (_number(ordinary, "subsets") == 0)]
     out: dict[str, pd.DataFrame] = {}
-    links = _links(tables.oos_predictions if kind == "folds" else tables.ssft)
+    links = _links({"folds": tables.oos_predictions, "ssft": tables.ssft}.get(kind))
     for of_run, ids in links.items():
         out[of_run] = aux[aux["run_id"].astype(str).isin(ids)]
     if ordinary is not None and len(ordinary) and len(aux):
@@ -89,11 +91,17 @@ def belonging(tables: Tables, kind: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _one_pack_set(aux: pd.DataFrame) -> pd.DataFrame:
+    """The pack runs of the largest M among a run's packs (one grid's set; another M is another set)."""
+    m = _number(aux, "subsets")
+    return aux[m == m.max()]
+
+
 def run_costs(tables: Tables, run_ids: list[str]) -> pd.DataFrame:
     """Per (run, signal) of the registry: extra_trainings, extra_passes, seconds and seconds_source."""
     runs = tables.runs
     own = runs.drop_duplicates("run_id").set_index("run_id") if runs is not None and len(runs) else None
-    folds, halves = belonging(tables, "folds"), belonging(tables, "ssft")
+    folds, halves, packs = belonging(tables, "folds"), belonging(tables, "ssft"), belonging(tables, "packs")
     rows = []
     for run_id in run_ids:
         for signal in REGISTRY.values():
@@ -104,13 +112,17 @@ def run_costs(tables: Tables, run_ids: list[str]) -> pd.DataFrame:
                     seconds = float(pd.to_numeric(pd.Series([own.at[run_id, signal.seconds]]), errors="coerce")[0])
                 else:
                     source = f"runs.{signal.seconds} is not in this results folder"
-            elif signal.seconds in ("folds", "ssft"):
-                aux = (folds if signal.seconds == "folds" else halves).get(run_id)
+            elif signal.seconds in ("folds", "ssft", "packs"):
+                aux = {"folds": folds, "ssft": halves, "packs": packs}[signal.seconds].get(run_id)
                 expected = 2 if signal.seconds == "ssft" else None
                 if aux is not None and len(aux):
                     if signal.trainings == "cv_folds":
                         trainings = float(len(aux))
                         expected = int(_number(aux, "cv_folds").max())
+                    if signal.trainings == "subsets":  # M models, in packs of `pack`: one aux run per pack
+                        aux = _one_pack_set(aux)
+                        trainings = float(_number(aux, "subsets").max())
+                        expected = -(-int(trainings) // int(_number(aux, "pack").max()))
                     if "seconds" in aux.columns and len(aux) == expected:
                         seconds = float(pd.to_numeric(aux["seconds"], errors="coerce").sum(min_count=len(aux)))
                     else:

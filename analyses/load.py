@@ -37,6 +37,9 @@ TABLES = (
     "dropout_examples",
     "oos_predictions",
     "ssft",
+    "memorization",
+    "mem_influence",
+    "mem_flips",
     *(f"{AUX_PREFIX}{name}" for name in TRAINING_TABLES),
 )
 # Tables whose auxiliary rows `Results.table` keeps: the auxiliary trainings' own outputs.

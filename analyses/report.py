@@ -36,6 +36,8 @@ from analyses.load import Results, table_files
 from analyses.noise import VALUES, noise_figure
 from analyses.plotting import DPI, save
 from analyses.report_detection import detection_section
+from analyses.report_localize import localize_section
+from analyses.report_memorization import memorization_section
 from analyses.stats import MIN_SEEDS, SUFFIXES, fmt_interval, format_summary, group_columns
 
 MAX_ROWS = 80
@@ -505,6 +507,8 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("table3", "Table 3: example-tied dropout vs standard dropout and sparse network", ("dropout",)),
     ("figure7", "Figure 7: clean examples forgotten under drop", ("dropout_examples",)),
     ("detection", "Beyond the paper: finding the mislabeled examples", ()),
+    ("localize", "Do localizers localize?", ()),
+    ("memorization", "Beyond the paper: memorization beyond mislabeling", ()),
 ]
 
 
@@ -532,6 +536,8 @@ def write_report(results: str | Path, out: str | Path | None = None, data_dir: s
         "table3": _table3,
         "figure7": lambda r, w: _figure7(r, w, data_dir),
         "detection": _detection,
+        "localize": localize_section,
+        "memorization": lambda r, w: memorization_section(r, w, data_dir),
     }
     body = []
     for key, title, needs in SECTIONS:

@@ -55,7 +55,7 @@ def _p(text: str, cls: str | None = None) -> str:
     return f'<p class="{cls}">{html.escape(text)}</p>' if cls else f"<p>{html.escape(text)}</p>"
 
 
-NAMES = ("examples", "flips", "dropout_examples", "oos_predictions", "ssft")
+NAMES = ("examples", "flips", "dropout_examples", "oos_predictions", "ssft", "memorization")
 
 
 def read(results: Results) -> Tables:
@@ -75,8 +75,8 @@ def detection_section(results: Results, w: Writer) -> str:
     tables = read(results)
     present = {n: tables.get(n) is not None and len(tables.get(n)) > 0 for n in NAMES}
     if not any(present.values()):
-        return _p("Tables 'examples', 'flips', 'dropout_examples', 'oos_predictions' and 'ssft' are all missing or "
-                  "empty: no signal to score.", "missing") + _epochs(results, w)
+        return _p("Tables 'examples', 'flips', 'dropout_examples', 'oos_predictions', 'ssft' and 'memorization' are "
+                  "all missing or empty: no signal to score.", "missing") + _epochs(results, w)
     got: Collected = collect(tables)
     per_run = with_costs(evaluate(got.scores), got.tables)
     out = summarise(per_run)

@@ -51,12 +51,14 @@ class Tables:
     runs: pd.DataFrame | None = None
     ssft: pd.DataFrame | None = None
     aux_runs: pd.DataFrame | None = None
+    memorization: pd.DataFrame | None = None
     memo: dict[str, object] = field(default_factory=dict, repr=False)
     skipped: list[dict[str, object]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.examples, self.flips = ordinary(self.examples), ordinary(self.flips)
         self.dropout_examples = ordinary(self.dropout_examples)
+        self.memorization = ordinary(self.memorization)
 
     def get(self, name: str) -> pd.DataFrame | None:
         return getattr(self, name)
@@ -326,6 +328,17 @@ def _cleanlab_issue(tables: Tables) -> pd.DataFrame:
     part = confident[confident["signal"] == "cleanlab_issue"]
     out = part.drop(columns=["signal", "score", "label_quality"]).rename(columns={"label_issue": "value"})
     return out.assign(value=out["value"].astype(float))
+
+
+@register("mem_score", short="mem score", source="memorization.mem", suspicious="high",
+          family="auxiliary training", trainings="subsets", seconds="packs",
+          meaning="held-out memorization (Feldman and Zhang 2020): accuracy of the subset models that trained on "
+                  "the example minus that of those that left it out; an example in every or no subset model has no "
+                  "estimate and counts as 0 (no evidence)",
+          passes="M extra trainings (the run's subset models, `subsets`, trained in packs), each predicting every "
+                 "training example once after its last epoch")
+def _mem_score(tables: Tables) -> pd.DataFrame:
+    return column(tables, "memorization", "mem", missing=0.0)
 
 
 def registry_table() -> pd.DataFrame:

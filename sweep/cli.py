@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 from sweep.errors import Interrupted, UserError
 
 if TYPE_CHECKING:
+    from sweep.data import Dataset
+    from sweep.engine import Options
     from sweep.grids import Grid
 
 PROG = "memloc-sweep"  # the command `pip install` makes; run_sweep.py passes its own name
@@ -116,11 +118,44 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as stop:
+        from sweep.stopping import ignore_further
+
+        ignore_further()  # a second Ctrl-C while stopping changes nothing, the closing line included
         if args.status:
             return stop.exit_code
-        print(f"interrupted by {stop} before the sweep started; rerun the same command to start it",
-              file=sys.stderr)
+        from sweep.engine import shutdown_ray
+
+        shutdown_ray()  # a cluster started before the signal came stops, its session folder removed
+        finished = _finished(args)
+        if finished is None:
+            print(f"interrupted by {stop} before the sweep started; rerun the same command to start it",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted by {stop}: {finished}; rerun the same command to resume", file=sys.stderr)
         return stop.exit_code
+    except OSError as exc:  # the driver's own writes (catalogue, records, report) on a full or read-only disk
+        from sweep.engine import first_line, shutdown_ray
+
+        shutdown_ray()
+        print(f"error: writing the results failed: {first_line(exc)}; free space or fix the folder, then rerun "
+              "the same command", file=sys.stderr)
+        return 1
+
+
+def _finished(args: argparse.Namespace) -> str | None:
+    """What the results folder holds for the grid, counted from its files (None: no grid or no folder yet)."""
+    from sweep.paths import resolve_location
+    from sweep.plan import make_plan, selected_probes
+    from sweep.store import Store
+
+    try:
+        grid, _ = _grid(args)
+        results = resolve_location(args.results)
+        if "://" not in results and not os.path.isdir(results):
+            return None
+        return str(make_plan(Store(results), grid, selected_probes(_only(args))).tally)
+    except (UserError, OSError, ValueError):
+        return None
 
 
 def _only(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -172,26 +207,52 @@ def _status(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """Validate everything (UserError: exit 2, nothing started), then run the grid and report what is done."""
+    from sweep import bounds
     from sweep.data import load_dataset
-    from sweep.engine import Options, describe, run_grid, shutdown_ray
-    from sweep.paths import check_writable
-    from sweep.progress import ProgressView
+    from sweep.engine import Options, describe
+    from sweep.grids import parse_assignments
+    from sweep.ownership import check_results_folder
+    from sweep.paths import check_results_root, check_writable
 
     grid, selection = _grid(args)
     only = _only(args)
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_concurrent < 0:
-        raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0 and --max-concurrent >= 0")
+    bounds.check_resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)  # nan, inf too
+    bounds.check_address(args.address)
+    sets = parse_assignments(args.set, "--set")
+    shortened = "epochs" in sets and "rewind_epochs" not in sets  # --set epochs=N: rewind reads the epochs there are
+    bounds.check_grid(grid, rewind_epochs=not shortened)  # flip counts, rewind epochs within each run (--dry-run too)
+    check_results_root(args.results)  # "", "/", a repository's top folder: never a results folder
     check_writable(args.results, "--results")  # a file, a read-only folder or an unknown URI scheme: exit 2 here
+    localizing = only is None or "localize" in only
+    if localizing:  # unknown localizers, a cap above a model's units: refused before anything is built or loaded
+        from sweep.probes.localize import check_localize_grid
+
+        check_localize_grid(grid.runs, grid.analysis)
     # Paths are resolved here, against the directory the command runs in, before anything reaches Ray.
     opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                    max_concurrent=args.max_concurrent, only=only, verify=args.verify,
                    compile=args.compile).resolved()
+    check_results_folder(opts.results)  # a file of the user's where a sweep writes: refused before anything
     if args.dry_run:
         print("\n".join([*selection, *describe(grid, opts)]))
         return 0
     # missing files fail here, before any work; the engine then shares these copies instead of loading again
     loaded = {name: load_dataset(name, opts.data_dir, args.download) for name in sorted({c.dataset for c in grid.runs})}
+    if localizing:  # injection targets against each dataset's clean examples, now that the sizes are known
+        check_localize_grid(grid.runs, grid.analysis, {name: len(data.train) for name, data in loaded.items()})
+    from sweep import lock
+    from sweep.store import Store
+
+    with lock.holding(Store(opts.results)):  # until the report is written: --status shows the sweep until it ends
+        return _run_and_report(args, grid, opts, selection, loaded)
+
+
+def _run_and_report(args: argparse.Namespace, grid: Grid, opts: Options, selection: list[str],
+                    loaded: dict[str, Dataset]) -> int:
+    """Run the grid (the caller holds the results folder's lock), then write the report; the exit status."""
+    from sweep.engine import run_grid, shutdown_ray
+    from sweep.progress import ProgressView
 
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
     for line in selection:
@@ -200,6 +261,10 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         summary = run_grid(grid, opts, ProgressView(), loaded)
     finally:
+        if summary is None or summary.interrupted is not None:
+            from sweep.stopping import ignore_further
+
+            ignore_further()  # stopping already: Ray shuts down whole and the closing line says what is done
         logs = shutdown_ray(keep_logs=summary is not None and bool(summary.failures))
     if summary.interrupted is not None:
         name = signal.Signals(summary.interrupted).name

@@ -13,6 +13,7 @@ what the results folder holds; nothing finished is lost, since every file is wri
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -26,27 +27,30 @@ import uuid
 import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 
 import ray
 import torch
 from ray import tune
 
-from sweep import compiled, lock, reaper, records
+from sweep import compiled, lock, ownership, reaper, records, stopping
 from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
-from sweep.data import Dataset, Split, load_dataset
+from sweep.data import SYNTHETIC_SIZES, Dataset, Split, load_dataset
 from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
 from sweep.models.for_run import build_model_for
 from sweep.paths import resolve_location
 from sweep.plan import (
+    AuxMap,
     Plan,
     Tally,
     Task,
+    auxiliary_by_base,
     check_results_match,
     checkpoint_epochs,
     make_plan,
+    needed_runs,
     repair,
     selected_probes,
     task_record,
@@ -54,17 +58,24 @@ from sweep.plan import (
     withdraw_run,
 )
 from sweep.probes import PROBES, Probe
-from sweep.progress import Progress, ProgressView
-from sweep.schemas import catalogue
+from sweep.progress import Progress, ProgressView, pack_label
+from sweep.schemas import TABLES, catalogue
 from sweep.ssft import train_epochs
 from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure
-from sweep.store import Store, table_for, with_run_columns
+from sweep.store import FAULT_ENV, Store, table_for, with_run_columns
+from sweep.summary import SCREEN_RUNS, summary_lines
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
 # Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
 # retry on their own; anything else (a bug, a damaged file, bad data) fails the same way again, so it is
 # reported once with its run id instead.
 TRANSIENT = (OSError,)
+# ...except storage that is full or read-only: another try meets the same disk, so that is reported at once.
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT) and getattr(exc, "errno", None) not in STORAGE_FULL
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,8 @@ def _shared(ref: ray.ObjectRef | dict | None) -> Dataset | None:
 
 
 def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None = None) -> None:
-    """Tune trainable: train one run to completion, reporting every epoch.
+    """Tune trainable: train one run, or one pack of subset models (sweep.packs), to completion, reporting every
+    epoch.
 
     It resumes from the run's own state.pt, so a trial that Tune restarts (a lost node) needs no Tune checkpoint.
     An error that another try cannot mend is reported as the trial's last result instead of raised, so Tune
@@ -156,17 +168,24 @@ def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None 
     store = Store(opts.results)
     node_id = ray.get_runtime_context().get_node_id()
 
-    def report(row: dict[str, float]) -> None:
-        tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc")})
+    def report(row: dict[str, float]) -> None:  # a pack reports its models' means
+        tune.report({k: row[k] for k in ("epoch", "train_loss", "clean_acc", "noisy_acc", "test_acc") if k in row})
 
     device = pick_device(_device(opts.gpus_per_trial))
+    data = _shared((datasets or {}).get(cfg.dataset))
     try:
-        execute_run(cfg, store, device, opts.data_dir, opts.download, on_epoch=report, ray_node_id=node_id,
-                    keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device),
-                    data=_shared((datasets or {}).get(cfg.dataset)))
-    except TRANSIENT:
-        raise
+        if cfg.subsets:
+            from sweep.packs import execute_pack  # torch.func stacking: only trials that train packs load it
+
+            execute_pack(cfg, store, device, opts.data_dir, opts.download, on_epoch=report, ray_node_id=node_id,
+                         data=data, compile=compiled.wanted(opts.compile, device))
+        else:
+            execute_run(cfg, store, device, opts.data_dir, opts.download, on_epoch=report, ray_node_id=node_id,
+                        keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device),
+                        data=data)
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
+        if _transient(exc):
+            raise
         traceback.print_exc()
         tune.report({"error": first_line(exc)})
 
@@ -230,10 +249,54 @@ class _Driver:
     tasks_run: int = 0
     signum: int | None = None
     datasets: dict[str, ray.ObjectRef | None] = field(default_factory=dict)  # name -> the shared copy
+    aux: AuxMap = field(default_factory=dict)  # base run_id -> the grid's auxiliary trainings of it
+    unfinished: set[str] = field(default_factory=set)  # run ids this sweep trains that have not completed yet
+    held: dict[Task, set[str]] = field(default_factory=dict)  # task -> needed runs it still waits for
+    holders: dict[str, list[Task]] = field(default_factory=dict)  # run_id -> the held tasks waiting for it
 
     def queue_tasks(self, cfg: RunConfig) -> None:
-        """Queue every probe task of a run just trained: results of an earlier training of it are void."""
-        self.queue.extend(tasks_for(cfg, self.probes, self.grid.analysis))
+        """Offer every probe task of a run just trained: results of an earlier training of it are void."""
+        self.offer(tasks_for(cfg, self.probes, self.grid.analysis, self.aux))
+
+    def offer(self, tasks: list[Task]) -> None:
+        """Queue tasks whose needed auxiliary trainings (Probe.needs) are all done; hold the others until they
+        are (`run_completed`). A task needing a training that failed in this sweep is reported as not run."""
+        for task in tasks:
+            needed = {r.run_id for r in needed_runs(task.cfg, self.probes[task.probe], self.aux)}
+            failed = sorted(needed & self.failed_runs)
+            waiting = needed & self.unfinished
+            if failed:
+                self.not_run(task, failed[0])
+            elif waiting:
+                self.held[task] = waiting
+                for run_id in waiting:
+                    self.holders.setdefault(run_id, []).append(task)
+            else:
+                self.queue.append(task)
+
+    def run_completed(self, cfg: RunConfig) -> None:
+        """A training finished: release the held tasks that waited for it alone."""
+        self.unfinished.discard(cfg.run_id)
+        for task in self.holders.pop(cfg.run_id, []):
+            waiting = self.held.get(task)
+            if waiting is None:
+                continue
+            waiting.discard(cfg.run_id)
+            if not waiting:
+                del self.held[task]
+                self.queue.append(task)
+
+    def not_run(self, task: Task, run_id: str) -> None:
+        """A task that cannot run, since a training it reads failed: one line, counted as failed."""
+        self.progress.task_finished(task.probe, None, ok=False)
+        self.fail(f"{task.label}: not run: it needs {run_id}, which failed")
+
+    def release_failed(self, run_id: str) -> None:
+        """A training failed: the held tasks that need it will not run; say so for each."""
+        self.unfinished.discard(run_id)
+        for task in self.holders.pop(run_id, []):
+            if self.held.pop(task, None) is not None:
+                self.not_run(task, run_id)
 
     def fail(self, what: str) -> None:
         self.failures.append(what)
@@ -243,12 +306,15 @@ class _Driver:
         """A training failed: say so, and leave its note for --status (<results>/_failed/runs/<run_id>.json)."""
         self.failed_runs.add(cfg.run_id)
         self.fail(f"training {cfg.run_id}: {error}")
-        write_failure(self.store, run_failure_path(cfg.run_id), cfg.run_id, error)
+        self.release_failed(cfg.run_id)
+        with suppress(OSError):  # on a full disk the note cannot be written either; the line above stays
+            write_failure(self.store, run_failure_path(cfg.run_id), cfg.run_id, error)
 
     def fail_task(self, task: Task, error: str) -> None:
         """An analysis task failed: say so, and leave its note (<results>/_failed/tasks/<file_name>.json)."""
         self.fail(f"{task.label}: {error}")
-        write_failure(self.store, task_failure_path(task.file_name), task.file_name, error)
+        with suppress(OSError):  # as for a training's note
+            write_failure(self.store, task_failure_path(task.file_name), task.file_name, error)
 
     def task_cap(self) -> float:
         """CPUs analysis tasks may hold at once: what the remaining trainings leave free, at least one task."""
@@ -293,6 +359,8 @@ class _Driver:
             ray.cancel(ref, force=True)
         self.in_flight.clear()
         self.queue.clear()
+        self.held.clear()
+        self.holders.clear()
 
 
 class _TuneHooks(tune.Callback):
@@ -312,7 +380,8 @@ class _TuneHooks(tune.Callback):
         previous = self.last_seen.get(cfg.run_id)
         self.last_seen[cfg.run_id] = now
         self.driver.progress.epoch_finished(cfg.run_id, cfg.arch, int(result["epoch"]), train_epochs(cfg),
-                                            float(result["noisy_acc"]), None if previous is None else now - previous)
+                                            float(result.get("noisy_acc", float("nan"))),
+                                            None if previous is None else now - previous)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
@@ -321,6 +390,7 @@ class _TuneHooks(tune.Callback):
         self.driver.progress.run_finished(cfg.run_id, cfg.arch, train_epochs(cfg), ok)
         if ok:
             self.driver.trained += 1
+            self.driver.run_completed(cfg)
             self.driver.queue_tasks(cfg)
         elif cfg.run_id not in self.driver.failed_runs:
             self.driver.fail_run(cfg, "the trial ended without writing its runs row")
@@ -390,26 +460,43 @@ def init_ray(opts: Options) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # the storage test hook reaches a joined cluster's workers too (a private cluster's inherit it)
+    hook = {"env_vars": {FAULT_ENV: os.environ[FAULT_ENV]}} if os.environ.get(FAULT_ENV) else None
+    from ray._private import utils as ray_utils
+
+    # ray.init installs a SIGTERM handler that exits on the spot (status 15, no closing line, often swallowed as
+    # "Exception ignored"); it is kept from doing so, and a signal meanwhile waits for the end of the start-up
+    # (cut off half-way, it would leave a cluster behind that nothing stops).
+    install = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
     try:
-        if opts.address:
-            _check_reachable(opts.address)
-            from ray._private.authentication.authentication_token_setup import (
-                maybe_enable_token_auth_if_token_available,
-            )
-
-            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-            ray.init(address=opts.address, log_to_driver=False, configure_logging=False)
-        else:
-            from ray._private import ray_constants
-
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-            os.environ[reaper.MARK] = uuid.uuid4().hex  # inherited by every process of the cluster
-            ray_constants.ENABLE_RAY_CLUSTER = False
-            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                     configure_logging=False)
-            _start_reaper()
+        with stopping.held():
+            _connect(opts, hook)
     except (ConnectionError, TimeoutError) as exc:
         raise UserError(f"cannot connect to Ray at {opts.address or 'a new local cluster'}: {first_line(exc)}") from exc
+    finally:
+        ray_utils.set_sigterm_handler = install
+
+
+def _connect(opts: Options, runtime_env: dict | None) -> None:
+    """Join or start the cluster (init_ray's work, run with the stop signals held)."""
+    if opts.address:
+        _check_reachable(opts.address)
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        ray.init(address=opts.address, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+    else:
+        from ray._private import ray_constants
+
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        os.environ[reaper.MARK] = uuid.uuid4().hex  # inherited by every process of the cluster
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False, runtime_env=runtime_env)
+        _start_reaper()
 
 
 _private: dict[str, object] = {}  # the private cluster of this driver: its session folder and its reaper
@@ -434,14 +521,15 @@ def shutdown_ray(keep_logs: bool = False) -> str | None:
     if not ray.is_initialized():
         return None
     joined = None if "session" in _private else ray._private.worker._global_node.get_session_dir_path()
-    ray.shutdown()
-    watcher = _private.pop("reaper", None)
-    if isinstance(watcher, subprocess.Popen):
-        watcher.terminate()
-        watcher.wait()
-    session = _private.pop("session", None)
-    if isinstance(session, str) and not keep_logs:
-        reaper.remove_session(session)
+    with stopping.held():  # cut short, it would leave the cluster's processes or its session folder behind
+        ray.shutdown()
+        watcher = _private.pop("reaper", None)
+        if isinstance(watcher, subprocess.Popen):
+            watcher.terminate()
+            watcher.wait()
+        session = _private.pop("session", None)
+        if isinstance(session, str) and not keep_logs:
+            reaper.remove_session(session)
     return (session or joined) if keep_logs else None
 
 
@@ -458,10 +546,9 @@ def check_resources(opts: Options) -> None:
 
 def write_catalogue(store: Store) -> None:
     """Put the tables' catalogue (every column, its type, unit and meaning) beside the tables as README.md, so
-    a results folder copied anywhere explains itself; rewritten only when this version's catalogue differs."""
-    text = catalogue().encode()
-    if not store.exists("README.md") or store.read_bytes("README.md") != text:
-        store.write_bytes("README.md", text)
+    a results folder copied anywhere explains itself; rewritten only when this version's catalogue differs. A
+    README.md the user wrote is never replaced: the catalogue then goes to _catalogue.md, and a line says so."""
+    ownership.write_catalogue(store, catalogue())  # README.md only where absent or ours (sweep.ownership)
 
 
 def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None,
@@ -475,13 +562,19 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None,
     opts = opts.resolved()
     store = Store(opts.results)
     probes = selected_probes(opts.only)
+    ownership.check_results_folder(opts.results)  # nothing of the user's in the way of what a sweep writes
     with lock.holding(store):
         plan = make_plan(store, grid, probes, checksums=opts.verify)
         check_results_match(store, grid, probes, plan)
+        if "localize" in probes:  # the command line checked already; this covers callers of the Python API
+            from sweep.probes.localize import check_localize_grid
+
+            check_localize_grid(grid.runs, grid.analysis, {n: len(d.train) for n, d in (loaded or {}).items()})
         view = view or ProgressView()
         for line in plan.damage_lines():
             view.print(line)
         repair(store, plan, grid)
+        store.remove_leftover_temporaries()  # of writers killed mid-write; no one else writes here: we hold the lock
         init_ray(opts)
         check_resources(opts)
         write_catalogue(store)  # after every refusal: bad input leaves no results folder behind
@@ -505,14 +598,18 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
                         tasks_left=dict(Counter(t.probe for t in todo)))
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
-    driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending))
+    driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending),
+                     aux=auxiliary_by_base(grid.runs), unfinished={c.run_id for c in pending})
     driver.datasets = _share_datasets({c.dataset for c in pending} | {t.cfg.dataset for t in todo}, opts, loaded)
-    driver.queue.extend(t for t in todo if t.cfg not in pending)  # runs finished earlier: their probes now
+    waits = {c.run_id for c in pending}
+    driver.offer([t for t in todo if t.cfg.run_id not in waits])  # runs finished earlier: their probes now
     with _stop_signals(driver):
         try:
             driver.pump()
             if pending:
                 _fit(pending, opts, store, grid, driver, driver.datasets)
+            for run_id in sorted(driver.unfinished):  # a trial Tune ended without a report of either kind
+                driver.release_failed(run_id)
             while driver.in_flight or driver.queue:
                 driver.pump()
                 time.sleep(0.1)
@@ -536,7 +633,7 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
     tuner = tune.Tuner(
         trainable,
         param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": asdict(opts),
-                     "keep": {c.run_id: checkpoint_epochs(c, grid.analysis) for c in pending}},
+                     "keep": {c.run_id: checkpoint_epochs(c, grid.analysis, driver.aux) for c in pending}},
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
                                     trial_name_creator=run_id, trial_dirname_creator=run_id),
         run_config=tune.RunConfig(
@@ -544,7 +641,28 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             callbacks=[_TuneHooks(driver)]),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Interrupted:
+        raise
+    except Exception as exc:  # Tune's own writes (its experiment state under <results>/_tune) on a full disk
+        cause = _storage_error(exc)
+        if cause is None:
+            raise
+        for cfg in pending:  # one line per run it left unfinished, as a failed trial gives
+            if cfg.run_id not in driver.failed_runs and not run_is_complete(store, cfg):
+                driver.fail_run(cfg, first_line(cause))
+
+
+def _storage_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a wrapped error (Tune's TuneError and the like), if there is one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "cause", None)
+    return None
 
 
 @functools.cache
@@ -554,28 +672,77 @@ def _n_params(arch: str, dataset: str, width: float, variant: str) -> int:
     return sum(p.numel() for p in build_model_for(cfg).parameters())
 
 
+# Examples per split (train, test) of the built-in datasets, for the storage estimate of subset predictions
+# without loading the data (digits: scikit-learn's 1,797 images split 80/20, sweep.data)
+SPLIT_SIZES = {"digits": (1437, 360), "mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000),
+               "cifar10": (50_000, 10_000), "svhn": (73_257, 26_032), **SYNTHETIC_SIZES}
+# stored bytes per value of a column type before compression; the run's config columns are left out (constant
+# in a file, Parquet's dictionary and run-length encoding make them next to free)
+_TYPE_BYTES = {"int64": 8, "double": 8, "float": 4, "bool": 1, "string": 8}
+
+
+def prediction_row_bytes() -> int:
+    """Bytes per `subset_predictions` row: its own columns' values, from the table's declared schema."""
+    spec = TABLES["subset_predictions"]
+    return sum(_TYPE_BYTES.get(str(c.type), 8) for c in spec.columns)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def pack_lines(grid: Grid) -> list[str]:
+    """What --dry-run adds for a grid with subset models: trials, packs, models and the subset_predictions
+    storage (each model predicts every training and test example: one row each)."""
+    packs = [cfg for cfg in grid.runs if cfg.subsets]
+    if not packs:
+        return []
+    bases = {cfg.base().run_id for cfg in packs}
+    models = sum(len(cfg.models) for cfg in packs)
+    unknown = sorted({cfg.dataset for cfg in packs} - set(SPLIT_SIZES))
+    rows = sum(len(cfg.models) * sum(SPLIT_SIZES[cfg.dataset]) for cfg in packs if cfg.dataset in SPLIT_SIZES)
+    row_bytes = prediction_row_bytes()
+    sizes = sorted({cfg.pack for cfg in packs})
+    return [f"{len(grid.runs)} trials: {len(grid.runs) - len(packs)} runs and {len(packs)} packs of "
+            f"{'/'.join(map(str, sizes))} subset models ({models:,} models of {len(bases)} standard runs)",
+            f"subset_predictions: {rows:,} rows x {row_bytes} bytes = about {_size(rows * row_bytes)} before "
+            "compression" + (f" (and the rows of {', '.join(unknown)}, of unknown size)" if unknown else "")]
+
+
 def describe(grid: Grid, opts: Options) -> list[str]:
-    """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs."""
+    """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs; for
+    a grid with subset models, its trials, packs and prediction storage too."""
     opts = opts.resolved()
     store = Store(opts.results)
     probes = selected_probes(opts.only)
     plan = make_plan(store, grid, probes, checksums=opts.verify)
     check_results_match(store, grid, probes, plan)
     pending = {cfg.run_id for cfg in plan.pending}
+    aux = auxiliary_by_base(grid.runs)
+    todo_by_run: dict[str, Counter[str]] = {}
+    for task in plan.todo:
+        todo_by_run.setdefault(task.cfg.run_id, Counter())[task.probe] += 1
     lines, total_bytes = plan.damage_lines(), 0
+    per_run = len(grid.runs) <= SCREEN_RUNS
     for cfg in grid.runs:
         n_params = _n_params(cfg.arch, cfg.dataset, cfg.width, cfg.variant)
-        kept = checkpoint_epochs(cfg, grid.analysis)
+        kept = checkpoint_epochs(cfg, grid.analysis, aux)
         n_kept = train_epochs(cfg) + 1 if kept is None else len(kept)
-        ckpt = n_params * 4 * n_kept + n_params * 4 * 3  # the kept epochs, and the resume state
+        # the kept epochs and the resume state; a pack: the resume state of each of its models (no epochs)
+        ckpt = n_params * 4 * 3 * len(cfg.models) if cfg.subsets else n_params * 4 * n_kept + n_params * 4 * 3
         total_bytes += ckpt
-        todo = [t for t in plan.todo if t.cfg == cfg]
+        if not per_run:
+            continue
+        counts = todo_by_run.get(cfg.run_id, Counter())
         state = "to train" if cfg.run_id in pending else "done"
         fields = " ".join(f"{k}={getattr(cfg, k)}" for k in CONFIG_COLUMNS)
-        counts = {p: sum(t.probe == p for t in todo) for p in probes}
-        per_probe = ", ".join(f"{p} {n}" for p, n in counts.items() if n)
+        per_probe = ", ".join(f"{p} {counts[p]}" for p in probes if counts[p])
+        what = f"  {pack_label(cfg.run_id)}, models {cfg.models.start}..{cfg.models.stop - 1}" if cfg.subsets else ""
         lines.append(f"{cfg.run_id}  [{state}]  {fields}  params={n_params:,}  ckpt={ckpt / 2**20:.1f} MiB"
-                     f"  tasks: {per_probe or 'none left'}")
+                     f"{what}  tasks: {per_probe or 'none left'}")
+    if not per_run:  # more runs than a screen holds: counts per dataset, arch and variant instead
+        lines += summary_lines(grid.runs, pending, todo_by_run, tuple(probes))
+    lines += pack_lines(grid)
     lines.append(f"{len(grid.runs)} runs, {len(plan.todo)} probe tasks to run; checkpoints need about "
                  f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node; "
                  f"keep_checkpoints = {grid.analysis.keep_checkpoints!r})")

@@ -137,18 +137,32 @@ _CURVATURE_SMOKE = {"curvature_every": 5, "curvature_directions": 2}
 _CURVATURE_DEMO = {"curvature_every": 15, "curvature_directions": 2}  # MLP, 60 epochs: at 15, 30, 45, 60
 _CURVATURE_DEMO_RESNET = {"curvature_every": 10, "curvature_directions": 2}  # 20 epochs: at 10 and 20
 _PAPER_DATA = ["cifar10", "mnist", "svhn"]
+# The localization benchmark (sweep/probes/localize.py): a handful of targets per run, short optimisations for
+# the learned-mask localizers, an injection of 32 units (digits MLP, 20 epochs, Adam lr 0.01: 32 units fit 3 and 5
+# targets in 5 of 5 seeds within 5-26 steps; 10 units fit only 33-100% of them in 100 steps)
+# smoke: 3 + 3 targets and cap 10, so the whole smoke sweep stays inside its end-to-end test's time limit
+_LOCALIZE_SMOKE = {"localize_clean": 3, "localize_noisy": 3, "localize_cap": 10, "localize_chunk": 6,
+                   "inject_targets": 2, "inject_units": 32, "inject_steps": 100, "ig_steps": 4, "slimming_steps": 10,
+                   "hard_concrete_steps": 10}
+# demo: 5 + 5 targets and cap 20 (ladder k = 1, 2, 3, 5, 8, 13, 20): at 10 + 10 and cap 40 the probe took 234 s on
+# the tied MLP, 152 s on the standard one and 201 s on the width-0.25 ResNet-9 (2 loaded cores), most of it in the
+# localizers (greedy and zero_out about 1-2 s a target each) and, on the ResNet-9, the ladder's edited accuracies
+_LOCALIZE_DEMO = {"localize_clean": 5, "localize_noisy": 5, "localize_cap": 20, "localize_chunk": 10,
+                  "inject_targets": 5, "inject_units": 32, "inject_steps": 100, "ig_steps": 8, "slimming_steps": 50,
+                  "hard_concrete_steps": 50}
 # Held-out memorization (Feldman & Zhang 2020): subset models of each standard run, trained in packs (sweep.packs).
-# smoke: one pack of 8 (scores exist, with few models each example is in or out of); demo: 32 per MLP run in two
-# packs of 16, within the demo's 6 minutes on 2 cores (README: the measured pack time)
+# smoke: one pack of 8 (scores exist, with few models each example is in or out of); demo: one pack of 4 per
+# standard MLP run, the most its time budget allows (a pack of 4 of its 60-epoch MLPs: 118 s on one core of a
+# loaded 2-core machine; a pack of 16: 233 s)
 _SUBSETS_SMOKE = {"subsets": 8, "pack": 8}
-_SUBSETS_DEMO = {"subsets": 32, "pack": 16}
+_SUBSETS_DEMO = {"subsets": 4, "pack": 4}
 
 BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
     "smoke": (
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1, "seed": 0,
           "epochs": 20, "cv_folds": 2, "ssft": True, **_CURVATURE_SMOKE, **_SUBSETS_SMOKE}],
         {"rewind_epochs": [0, 4, 8], "retrain_epochs": 4, "flip_clean": 12, "flip_noisy": 12, "flip_cap": 60,
-         "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12},
+         "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12, **_LOCALIZE_SMOKE},
     ),
     "demo": (
         # batch 256 x 60 epochs: standard dropout p=0.4 memorizes digits' noisy labels only this long (Table 3).
@@ -160,7 +174,7 @@ BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
          {**_DIGITS, "arch": "resnet9", "width": 0.25, "variant": "standard", "noise": 0.1, "seed": [0, 1],
           "epochs": 20, **_CURVATURE_DEMO_RESNET}],
         {"rewind_epochs": [0, 2, 4, 6, 8, 10, 12, 14], "retrain_epochs": 10, "flip_clean": 50, "flip_noisy": 50,
-         "flip_cap": 200, "flip_population": 256, "flip_eval_size": 300, "flip_chunk": 50},
+         "flip_cap": 200, "flip_population": 256, "flip_eval_size": 300, "flip_chunk": 50, **_LOCALIZE_DEMO},
     ),
     "paper": (
         [{"dataset": _PAPER_DATA, "arch": ["resnet9", "resnet50"], "noise": 0.1, "seed": 0, "epochs": 50,

@@ -56,3 +56,23 @@ def check_writable(location: str, flag: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == path else f" on {existing}"
         raise UserError(f"{flag} {path} is not writable (permission denied{where})")
+
+
+def check_results_root(location: str, flag: str = "--results") -> None:
+    """Refuse, as one UserError, a results location that is not a folder of its own: empty (it would mean the
+    current folder), the filesystem's root, or a repository's top folder (one holding .git: a sweep would put
+    its tables, checkpoints and catalogue among the project's files). Creates nothing."""
+    if not location.strip():
+        raise UserError(f"{flag} is empty; give a folder for the results (it is created if missing), e.g. "
+                        f"{flag} results")
+    if "://" in location:
+        scheme, _, rest = location.partition("://")
+        if scheme != "file":
+            return
+        location = rest
+    path = os.path.realpath(resolve_location(location))
+    if path == os.path.realpath(os.sep):
+        raise UserError(f"{flag} {location!r} is the filesystem's root; give a folder of its own for the results")
+    if os.path.exists(os.path.join(path, ".git")):
+        raise UserError(f"{flag} {location!r} is the top folder of a repository ({path} holds .git); give a folder "
+                        f"of its own for the results, e.g. {flag} {os.path.join(location, 'results')}")

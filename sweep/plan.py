@@ -14,6 +14,7 @@ main table never mixes the two kinds; its older-layout record already makes the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweep import records
@@ -23,12 +24,15 @@ from sweep.grids import Grid
 from sweep.probes import PROBES, Probe
 from sweep.schemas import AUX_PREFIX, TRAINING_TABLES
 from sweep.store import Store, table_for
-from sweep.train import checkpoint_dir, record_epochs, run_record
+from sweep.train import checkpoint_dir, record_epochs
 
 # Every table a training writes a file of: the training tables and their aux_* twins (an auxiliary training writes
 # the twins; the other of each pair may hold a stale file from layout 2, which put fold runs in the main tables),
-# and the auxiliary trainings' own outputs.
-RUN_TABLES = (*TRAINING_TABLES, *(f"{AUX_PREFIX}{t}" for t in TRAINING_TABLES), "oos_predictions", "ssft")
+# and the auxiliary trainings' own outputs (a pack of subset models: its models' predictions).
+RUN_TABLES = (*TRAINING_TABLES, *(f"{AUX_PREFIX}{t}" for t in TRAINING_TABLES), "oos_predictions", "ssft",
+              "subset_predictions")
+# base run_id -> the grid's auxiliary trainings of that run (sweep.plan.auxiliary_by_base)
+AuxMap = Mapping[str, Sequence[RunConfig]]
 
 
 @dataclass(frozen=True)
@@ -52,23 +56,44 @@ def selected_probes(only: tuple[str, ...] | None) -> dict[str, Probe]:
     return {name: p for name, p in PROBES.items() if only is None or name in only}
 
 
-def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig) -> list[Task]:
-    """The probe shards of a run. An auxiliary training (out-of-sample fold, SSFT half) has none: it exists for
-    its predictions or scores."""
+def auxiliary_by_base(runs: Sequence[RunConfig]) -> dict[str, list[RunConfig]]:
+    """The auxiliary trainings among `runs`, grouped by the run id of the ordinary run they belong to
+    (RunConfig.base): one pass, so planning stays linear in the grid's size however many packs it holds."""
+    found: dict[str, list[RunConfig]] = {}
+    for cfg in runs:
+        if cfg.auxiliary:
+            found.setdefault(cfg.base().run_id, []).append(cfg)
+    return found
+
+
+def needed_runs(cfg: RunConfig, probe: Probe, aux: AuxMap | None) -> list[RunConfig]:
+    """The auxiliary trainings of `cfg` that `probe` reads (Probe.needs): its tasks on `cfg` wait for all of them.
+    Empty for a probe without `needs`, and when no grid context (`aux`) is given."""
+    if probe.needs is None or aux is None:
+        return []
+    return [r for r in aux.get(cfg.run_id, ()) if probe.needs(r)]
+
+
+def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig,
+              aux: AuxMap | None = None) -> list[Task]:
+    """The probe shards of a run. An auxiliary training (out-of-sample fold, SSFT half, pack) has none: it exists
+    for its predictions or scores. A probe with `needs` applies only where the grid (`aux`, from
+    `auxiliary_by_base(grid.runs)`) holds at least one auxiliary training of the run that it needs."""
     if cfg.auxiliary:
         return []
-    return [Task(cfg, name, shard) for name, probe in probes.items() if probe.applies(cfg)
+    return [Task(cfg, name, shard) for name, probe in probes.items()
+            if probe.applies(cfg) and (probe.needs is None or needed_runs(cfg, probe, aux))
             for shard in probe.shards(cfg, analysis)]
 
 
-def checkpoint_epochs(cfg: RunConfig, analysis: AnalysisConfig) -> list[int] | None:
+def checkpoint_epochs(cfg: RunConfig, analysis: AnalysisConfig, aux: AuxMap | None = None) -> list[int] | None:
     """The epochs whose weights a training of `cfg` keeps: those every registered analysis that applies to it
-    reads (all of them, whatever --only says today, so a later sweep still finds them) and the last; None for
-    keep_checkpoints = "all"."""
+    (in the grid whose auxiliary trainings `aux` maps) reads (all of them, whatever --only says today, so a later
+    sweep still finds them) and the last; None for keep_checkpoints = "all"."""
     if analysis.keep_checkpoints == "all":
         return None
     epochs = {cfg.epochs}
-    for task in tasks_for(cfg, PROBES, analysis):
+    for task in tasks_for(cfg, PROBES, analysis, aux):
         epochs.update(PROBES[task.probe].reads(cfg, analysis))
     return sorted(epochs)
 
@@ -157,9 +182,16 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
     too with `checksums` (--verify)."""
     plan = Plan(runs=list(grid.runs))
     plan.misplaced = misplaced_files(store, grid.runs)
+    aux = auxiliary_by_base(grid.runs)
+    # One listing per record folder, not one look per run or task: a record is read only where it is listed, and
+    # every record's files are checked against one shared listing per folder (big grids plan in seconds).
+    done_runs, done_tasks = set(store.list(records.RUNS)), set(store.list(records.TASKS))
+    listings: dict[str, dict[str, int]] = {}
     for cfg in grid.runs:
-        run, problem = run_record(store, cfg, checksums)
-        tasks = tasks_for(cfg, probes, grid.analysis)
+        run = (records.read(store, records.run_record_path(cfg.run_id), listed=True)
+               if f"{cfg.run_id}.json" in done_runs else None)
+        problem = None if run is None else records.problem(store, run, checksums, listings)
+        tasks = tasks_for(cfg, probes, grid.analysis, aux)
         plan.tasks += tasks
         if run is None or problem is not None:
             plan.pending.append(cfg)
@@ -169,12 +201,13 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
             continue
         plan.kept[cfg.run_id] = record_epochs(run)
         for task in tasks:
-            record = records.read(store, records.task_record_path(task.file_name))
+            record = (records.read(store, records.task_record_path(task.file_name), listed=True)
+                      if f"{task.file_name}.json" in done_tasks else None)
             if record is None:
                 plan.todo.append(task)
                 continue
             wanted = probe_settings(PROBES[task.probe], grid.analysis)
-            trouble = records.problem(store, record, checksums)
+            trouble = records.problem(store, record, checksums, listings)
             if record.settings != wanted and trouble is None:
                 plan.conflicts.append(f"{min(record.files)} ({task.label}) was made with "
                                       f"{_differences(record.settings, wanted)}")
@@ -183,7 +216,20 @@ def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: boo
             elif trouble is not None:
                 plan.todo.append(task)
                 plan.damaged_tasks[task] = trouble
+    _redo_dependents(plan, probes, aux)
     return plan
+
+
+def _redo_dependents(plan: Plan, probes: dict[str, Probe], aux: AuxMap) -> None:
+    """A finished task whose needed auxiliary training is to be trained (again) read results that are gone or
+    void: it is redone after that training, like a task of a retrained run."""
+    pending = {cfg.run_id for cfg in plan.pending}
+    if not pending:
+        return
+    todo = set(plan.todo)
+    for task in plan.tasks:
+        if task not in todo and any(r.run_id in pending for r in needed_runs(task.cfg, probes[task.probe], aux)):
+            plan.todo.append(task)
 
 
 def misplaced_files(store: Store, runs: list[RunConfig] | tuple[RunConfig, ...]) -> list[str]:

@@ -13,6 +13,7 @@ has no timing of its own (a ResNet after MLP epochs, a probe not run yet) the ET
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import sys
 import time
@@ -21,6 +22,18 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from tqdm import tqdm
+
+_PACK = re.compile(r"-pack(\d+)x(\d+)of(\d+)-")  # the run id of a pack of subset models (RunConfig.run_id)
+
+
+def pack_label(run_id: str) -> str:
+    """`pack i of N` (1-based, N = ceil(M / K)) for a pack's run id, '' for any other run: how the views name a
+    Tune trial that trains K of a run's M subset models at once."""
+    found = _PACK.search(run_id)
+    if found is None:
+        return ""
+    index, size, subsets = map(int, found.groups())
+    return f"pack {index + 1} of {math.ceil(subsets / size)}"
 
 
 def hms(seconds: float) -> str:
@@ -105,7 +118,9 @@ class Progress:
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.training:
-            shown = [f"{run_id.split('-')[-1]} e{e}/{n} noisy {acc:.0%}"
+            # a pack names itself; its accuracies are NaN until its last epoch (sweep.packs), so none is shown
+            shown = [f"{run_id.split('-')[-1]}{' ' + pack_label(run_id) if pack_label(run_id) else ''} e{e}/{n}"
+                     + ("" if acc != acc else f" noisy {acc:.0%}")
                      for run_id, (e, n, acc) in sorted(self.training.items())[:3]]
             more = len(self.training) - len(shown)
             parts.append("training " + ", ".join(shown) + (f" +{more}" if more > 0 else ""))

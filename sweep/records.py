@@ -67,23 +67,29 @@ def write(store: Store, rel: str, record: Record) -> None:
     store.write_bytes(rel, record.to_json().encode())
 
 
-def read(store: Store, rel: str) -> Record | None:
-    """The record at `rel`, or None when there is none or it cannot be read (then the unit counts as not done)."""
-    if not store.exists(rel):
+def read(store: Store, rel: str, listed: bool = False) -> Record | None:
+    """The record at `rel`, or None when there is none or it cannot be read (then the unit counts as not done).
+    `listed`: the caller found it in a listing of its folder, so no look of its own comes first (planning a big
+    grid lists each record folder once instead of one look per unit)."""
+    if not listed and not store.exists(rel):
         return None
     try:
         return Record.from_json(store.read_bytes(rel).decode())
+    except FileNotFoundError:  # gone since the listing
+        return None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
 
 
-def problem(store: Store, record: Record, checksums: bool = False) -> str | None:
+def problem(store: Store, record: Record, checksums: bool = False,
+            listings: dict[str, dict[str, int]] | None = None) -> str | None:
     """The first way the files differ from `record` ("<path> is missing", "... has N bytes, recorded M", "...
     differs from its SHA-256"), or None when they match. Sizes come from one listing per folder. Files of an
-    older table layout count as a problem too: rewritten, they never mix renamed columns into a folder."""
+    older table layout count as a problem too: rewritten, they never mix renamed columns into a folder.
+    `listings` (folder -> sizes) may be shared by the checks of many records, so a folder is listed once."""
     if record.layout != LAYOUT:
         return f"its tables are in an older layout ({record.layout}; this version writes {LAYOUT})"
-    listings: dict[str, dict[str, int]] = {}
+    listings = {} if listings is None else listings
     for rel, entry in sorted(record.files.items()):
         folder, _, name = rel.rpartition("/")
         if folder not in listings:

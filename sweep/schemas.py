@@ -65,7 +65,7 @@ STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 ACC = "fraction (0-1)"
 COSINE = "cosine (-1 to 1)"
 DIFFERENCE = "difference of fractions (-1 to 1)"
-COUNTS = ("examples", "units", "events", "epoch", "epochs", "folds")
+COUNTS = ("examples", "units", "events", "epoch", "epochs", "folds", "models")
 # Every unit a column may declare, with the range its values live in: the across-seed intervals of the report are
 # kept inside it (analyses.stats), so a range comes from what a column is, never from how it is named. None: not a
 # quantity (identifiers, labels, text, settings), never averaged. Counts live on [0, inf).
@@ -81,6 +81,7 @@ UNIT_RANGES: dict[str, tuple[float, float] | None] = {
     "factor": (0.0, float("inf")),
     "learning rate": (0.0, float("inf")),
     "logit": (float("-inf"), float("inf")),
+    "score": (float("-inf"), float("inf")),  # a method's own scale (a localizer's unit scores)
     "class": None,
     "": None,
 }
@@ -352,6 +353,184 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         'de.groupby(["run_id", "is_noisy"])[["correct_tied", "correct_drop"]].mean()'),
 )}
 
+# The localization benchmark (sweep/probes/localize.py, issue 23): which units a localizer ranks for a target,
+# scored against a planted ground truth where the run has one.
+LOC_TRUTH = Column("truth", STR, "", "the ground truth the row is scored against: `tied` (example-tied run: the "
+                   "target's own memorization channels in every masked layer; an MLP layer's mask channel c is output "
+                   "feature c of `fcK.linear`, a ResNet-9 place's channel c is output channel c of `<block>.conv` of "
+                   "the block holding it, whose output, after the residual sum for res1b/res2b, the mask multiplies), "
+                   "`injected` (a standard run fine-tuned so that a few clean targets take a new wrong label using "
+                   "only `inject_units` random units: those units), `none` (a standard run's own targets: no truth, "
+                   "only the deletion view)")
+LOC_MODE = Column("mode", STR, "", "example-tied runs: `tied` (each target forwarded with its own mask; the other "
+                  "examples' memorization channels are dead for it and no localizer may pick them), `all` (plain "
+                  "forward, every unit live); other runs: `all`")
+LOC_LOCALIZER = Column("localizer", STR, "", "the localizer (sweep/localizers): greedy, zero_out, activation, "
+                       "grad_x_act, integrated_gradients, slimming, hard_concrete, or a plug-in's name")
+LOC_TARGET = (EXAMPLE_ID, Column("is_noisy", BOOL, "", "true when the example's training label was changed by the "
+                                 "label noise (injected targets are clean examples: false)"),)
+LOC_PRECISIONS = tuple(
+    Column(f"{what}_at_{k}", FLOAT, ACC, f"{meaning} at k = {k}; NaN when the row has no truth (truth `none`) or "
+           "the injection did not take")
+    for k in (1, 5, 10, 20)
+    for what, meaning in (("precision", "fraction of the localizer's top-k units in the truth set"),
+                          ("recall", "fraction of the truth set (within the candidates) among the top-k units")))
+LOCALIZE_TABLES = (
+    Table("localize", "run x truth x mode x localizer x target", ("truth", "mode", "localizer", "example_id"), (
+        LOC_TRUTH, LOC_MODE, LOC_LOCALIZER, *LOC_TARGET,
+        Column("label", INT, "class", "the label the target is localized for: its training label, or for an "
+               "injected target its new (injected) label"),
+        Column("n_units", INT, "units", "units of the model (rule `outputs`: hidden conv channels and linear "
+               "features)"),
+        Column("n_candidates", INT, "units", "units that can act on the target in this mode (the live ones): all "
+               "units in mode `all`; in mode `tied` generalization channels + the target's own memorization "
+               "channels of masked layers + every unit of the unmasked layers"),
+        Column("n_truth", INT, "units", "units in the truth set (0 for truth `none`)"),
+        Column("chance", FLOAT, ACC, "precision of a random ranking: |truth within the candidates| / candidates "
+               "(injected: |truth| / n_units); NaN for truth `none`"),
+        *LOC_PRECISIONS,
+        Column("k_flip", INT, "units", "units to flip: the smallest k (1..localize_cap) whose top-k removal makes the "
+               "model predict another class than `label` (in this mode); null when none within the cap or the "
+               "ranking", nullable_int=True),
+        Column("precision_at_flip", FLOAT, ACC, "precision at k = k_flip; NaN when k_flip is null or no truth"),
+        Column("recall_at_flip", FLOAT, ACC, "recall at k = k_flip; NaN when k_flip is null or no truth"),
+        Column("outside_at_5", INT, "units", "of the top-5 units, those in layers without a dropout mask (outside "
+               "every truth set: ResNet-9's res1a, res2a, ... under the paper's places); 0 for untied runs"),
+        Column("seconds", FLOAT, "s", "the localizer's wall time per target (its call over the chunk / targets); "
+               "NaN for an injection that did not take"),
+        Column("fitted", BOOL, "", "false: an injected target whose new label the fine-tuned model does not "
+               "predict, reported and not scored; true for every other row"),
+    ), "Do localizers find the planted memorization units better than chance?",
+        'lo = pd.read_parquet("results/localize")\n'
+        'lo[lo.truth != "none"].groupby(["truth", "mode", "localizer"])[["precision_at_5", "chance"]].mean()'),
+    Table("localize_units", "run x truth x mode x localizer x target x ranked unit",
+          ("truth", "mode", "localizer", "example_id", "rank"), (
+        LOC_TRUTH, LOC_MODE, LOC_LOCALIZER, *LOC_TARGET,
+        Column("rank", INT, "", "position in the localizer's ranking, from 0 (most responsible)"),
+        LAYER, LAYER_NAME,
+        Column("module", STR, "", "rule `outputs`: module path inside the model (e.g. `conv1.conv`); rule "
+               "`paper`: parameter path (e.g. `conv1.conv.weight`, `conv1.bn.bias`, `fc.weight`)"),
+        Column("unit", INT, "", "rule `outputs`: the output channel/feature of the module; rule `paper`: the "
+               "output channel for a conv weight, else the value's index in the flattened (row-major) tensor: "
+               "a BatchNorm channel, or class * in_features + feature for a linear weight such as `fc.weight`"),
+        Column("global_unit", INT, "", "the unit's global index (layers in forward order, then channel): the "
+               "numbering of sweep.probes.flip.UnitSpace"),
+        Column("score", FLOAT, "score", "the localizer's score (higher = more responsible; its scale is the method's)"),
+        Column("in_truth", INT, "", "1 when the unit is in the target's truth set, 0 when not, null for truth "
+               "`none`", nullable_int=True),
+        Column("outside", BOOL, "", "the unit's layer has no dropout mask (example-tied runs; false elsewhere)"),
+    ), "In which layers sit the units each localizer ranks first?",
+        'lu = pd.read_parquet("results/localize_units")\n'
+        'lu[lu["rank"] < 5].groupby(["localizer", "mode"])["layer_name"].value_counts(normalize=True)'),
+    Table("localize_ladder", "run x truth x mode x localizer x target x k on the ladder",
+          ("truth", "mode", "localizer", "example_id", "k"), (
+        LOC_TRUTH, LOC_MODE, LOC_LOCALIZER, *LOC_TARGET,
+        Column("k", INT, "units", "top-k units removed; k runs over 1, 2, 3, 5, 8, 13, ... (each the sum of the "
+               "two before) up to localize_cap, the cap included, and at most the ranking's length"),
+        Column("flipped", BOOL, "", "the target is predicted as another class than its label with the k units "
+               "removed"),
+        Column("target_loss", FLOAT, "nats", "cross-entropy of the target at its label with the k units removed"),
+        Column("precision", FLOAT, ACC, "fraction of the k units in the truth set; NaN without truth"),
+        Column("recall", FLOAT, ACC, "fraction of the truth set (within the candidates) among the k units; NaN "
+               "without truth"),
+        *(Column(c.name, FLOAT, ACC, f"{c.meaning}, of the model with the k units removed, on the evaluation "
+                 "sample (flip_eval_size; mode `tied`: training examples with their own masks, test as `all`)")
+          for c in ACCURACIES),
+        *_base("the edit"),
+    ), "How much accuracy does removing each localizer's top-k units cost, against how often it forgets the target?",
+        'ld = pd.read_parquet("results/localize_ladder")\n'
+        'ld.groupby(["mode", "localizer", "k"])[["flipped", "test_acc", "test_acc_base"]].mean()'),
+    Table("injections", "run x injected target (standard runs)", ("example_id",), (
+        EXAMPLE_ID,
+        Column("original_label", INT, "class", "the target's training label before the injection (a clean example: "
+               "its true label)"),
+        Column("new_label", INT, "class", "the wrong label fine-tuned into the model"),
+        Column("fitted", BOOL, "", "the fine-tuned model predicts the new label (false: not scored in `localize`)"),
+        Column("steps", INT, "", "fine-tuning steps taken"),
+        Column("n_units_injected", INT, "units", "units fine-tuned (the truth set of every injected target)"),
+        Column("injected_units", pa.list_(UNIT_TYPE), "", "those units, each {layer, layer_name, module, unit}"),
+        *(Column(c.name, FLOAT, ACC, f"{c.meaning}, of the fine-tuned model, on the evaluation sample "
+                 "(flip_eval_size; the injected targets keep their original labels there)") for c in ACCURACIES),
+        *_base("the injection"),
+    ), "Did the injections take, and what did they cost the model?",
+        'inj = pd.read_parquet("results/injections")\n'
+        'inj.groupby("run_id")[["fitted", "clean_acc", "clean_acc_base", "test_acc", "test_acc_base"]].mean()'),
+)
+TABLES.update({t.name: t for t in LOCALIZE_TABLES})
+
+# Held-out memorization scores (sweep/memorization.py, sweep/probes/memorization.py, issue 24): per ordinary run
+# with subset models, from its packs' `subset_predictions`.
+MEM_SET = Column("set", STR, "", "the target set: `noisy` (mislabeled examples, drawn by seed), `atypical` (clean "
+                 "examples of highest mem), `typical` (clean examples of lowest mem); each of mem_targets examples "
+                 "the final model predicts as labelled")
+MEMORIZATION_TABLES = (
+    Table("memorization", "run x training example, from the run's subset models", ("example_id",), (
+        EXAMPLE_ID, IS_NOISY,
+        Column("mem", FLOAT, DIFFERENCE, "held-out memorization (Feldman and Zhang 2020): in_acc - out_acc; NaN when "
+               "n_in or n_out is 0"),
+        Column("in_acc", FLOAT, ACC, "share of the subset models that trained on the example and predict it as its "
+               "training label; NaN when n_in = 0"),
+        Column("out_acc", FLOAT, ACC, "the same over the subset models that left it out; NaN when n_out = 0"),
+        Column("n_in", INT, "models", "subset models that trained on the example"),
+        Column("n_out", INT, "models", "subset models that left it out"),
+        Column("mem_se", FLOAT, DIFFERENCE, "standard error of mem: sqrt(in_acc (1 - in_acc) / n_in + out_acc (1 - "
+               "out_acc) / n_out); NaN when n_in or n_out is 0"),
+        Column("mem_prob", FLOAT, DIFFERENCE, "the same difference on the probability of the training label (mean "
+               "over models in minus mean over models out)"),
+        Column("n_models", INT, "models", "subset models the scores come from (the run's `subsets` M)"),
+        Column("fraction", FLOAT, ACC, "the fraction of the training set each subset model trained on"),
+    ), "Which clean examples are memorized (fitted only when trained on), and are the mislabeled ones all of them?",
+        'mem = pd.read_parquet("results/memorization")\n'
+        'mem.groupby(["dataset", "is_noisy"])["mem"].describe()'),
+    Table("mem_influence", "run x (training example, test example) pair of highest influence",
+          ("example_id", "test_id"), (
+        EXAMPLE_ID,
+        Column("test_id", INT, "", "index of the example in the test split"),
+        Column("influence", FLOAT, DIFFERENCE, "Feldman-Zhang influence of the training example on the test example: "
+               "in_acc - out_acc; only the mem_influence_top highest pairs of a run are kept"),
+        Column("in_acc", FLOAT, ACC, "share of the subset models that trained on the training example and predict "
+               "the test example right"),
+        Column("out_acc", FLOAT, ACC, "the same over the subset models that left the training example out"),
+        Column("n_in", INT, "models", "subset models that trained on the training example"),
+        Column("n_out", INT, "models", "subset models that left it out"),
+    ), "Which training examples does each test example's prediction lean on?",
+        'inf = pd.read_parquet("results/mem_influence")\n'
+        'inf.sort_values("influence", ascending=False).groupby("run_id").head(5)'),
+    Table("mem_flips", "run x target set x localizer x target", ("set", "localizer", "example_id"), (
+        MEM_SET,
+        Column("localizer", STR, "", "the localizer (sweep/localizers); greedy = the flip engine "
+               "(sweep.probes.flip.flip_batched)"),
+        EXAMPLE_ID, IS_NOISY,
+        Column("mem", FLOAT, DIFFERENCE, "the target's memorization score (table `memorization`)"),
+        Column("units_to_flip", INT, "units", "smallest k whose top-k removal (the localizer's ranking; greedy: its "
+               "own removals) makes the final model predict another class than the training label; null when none "
+               "within the cap", nullable_int=True),
+        Column("flipped", BOOL, "", "true when units_to_flip is not null"),
+        Column("cap", INT, "units", "the longest removal tried (localize_cap, at most the model's units)"),
+    ), "Does the few-units result hold for naturally memorized clean examples as for mislabeled ones?",
+        'mf = pd.read_parquet("results/mem_flips")\n'
+        'mf.groupby(["set", "localizer"])["units_to_flip"].median()'),
+)
+TABLES.update({t.name: t for t in MEMORIZATION_TABLES})
+
+# What a pack of subset models (sweep/packs.py) writes besides its aux_* training rows: every model's final
+# eval-mode prediction on every training and test example, the input of `memorization`.
+TABLES["subset_predictions"] = Table(
+    "subset_predictions", "pack x subset model x example (training and test split)", ("model", "split", "example_id"), (
+        Column("model", INT, "", "the subset model j (0..subsets-1) of the ordinary run; a pack trains models "
+               "pack_index * pack .. (pack_index + 1) * pack - 1"),
+        Column("split", STR, "", "`train` or `test`: which split example_id indexes"),
+        Column("example_id", INT, "", "index of the example in its split (training ids as in `examples`)"),
+        Column("in_subset", BOOL, "", "model j trained on this example: its membership hash (noise_seed, j, "
+               "example_id) is below subset_fraction (sweep.packs.membership); false for test rows"),
+        Column("correct", BOOL, "", "the final model's eval-mode prediction equals `label`"),
+        Column("p_label", FLOAT, "probability", "softmax probability of `label` under the final model (eval mode)"),
+        Column("label", INT, "class", "the training (noisy) label for train rows, the true label for test rows"),
+    ), "How often is a training example predicted as labelled by the models that trained on it, and by those "
+       "that did not?",
+    'sp = pd.read_parquet("results/subset_predictions")\n'
+    'sp.groupby(["split", "in_subset"])[["correct", "p_label"]].mean()')
+
 
 # The per-run tables a training writes. An auxiliary training (RunConfig.auxiliary: an out-of-sample fold run or
 # an SSFT half) writes the same rows to the twin `aux_<table>` instead (sweep.store.table_for picks the name), so
@@ -378,7 +557,8 @@ REPORT_TABLES: dict[str, Table] = {t.name: t for t in (
                "`all training examples`; every signal of one run and set is measured on the same examples"),
         Column("signal", STR, "", "the signal (analyses.signals): units_to_flip, forgotten_drop, final_loss, "
                "first_learned, aum (training pass), aum_eval, forgetting (training pass), forgetting_eval, csl, "
-               "learning_time, in_confidence, loss_curvature, ssft, cleanlab, cleanlab_issue, and any plug-in's"),
+               "learning_time, in_confidence, loss_curvature, ssft, cleanlab, cleanlab_issue, mem_score, and any "
+               "plug-in's"),
         Column("source", STR, "", "the table column the signal's natural value comes from (no negated scores: the "
                "value itself, read in the direction of `suspicious`)"),
         Column("suspicious", STR, "", "`high` or `low`: which end of the natural value points at a mislabeled "
@@ -399,7 +579,8 @@ REPORT_TABLES: dict[str, Table] = {t.name: t for t in (
         Column("flag_precision", FLOAT, ACC, "binary signals: share of mislabeled among the flagged (NaN else)"),
         Column("flag_recall", FLOAT, ACC, "binary signals: share of the mislabeled that are flagged (NaN else)"),
         Column("extra_trainings", INT, "", "trainings the signal needs beyond the run itself: cleanlab the run's "
-               "cv_folds fold runs, SSFT its 2 second-split runs, the others 0; null when its runs were not found",
+               "cv_folds fold runs, SSFT its 2 second-split runs, mem_score its M subset models (`subsets`), the "
+               "others 0; null when its runs were not found",
                nullable_int=True),
         Column("extra_passes", STR, "", "what the signal adds to the training's own forward and backward passes"),
         Column("seconds", FLOAT, "s", "measured wall time of the signal for this run: runs.dynamics_seconds (every "
@@ -465,10 +646,15 @@ def _type_name(column: Column) -> str:
     return {"string": "string", "int64": "int64", "double": "float64", "bool": "bool"}[str(column.type)]
 
 
+# The first line of every catalogue: a README.md without it is the user's and never replaced (sweep.ownership).
+CATALOGUE_MARK = "<!-- memloc-sweep catalogue (sweep/schemas.py): rewritten by every sweep; edits are lost -->"
+
+
 def catalogue() -> str:
     """The text of results/README.md: every table, every column with type, unit and meaning, and one pandas
     example per table."""
     lines = [
+        CATALOGUE_MARK,  # how a sweep knows a README.md is its own and may be replaced (sweep.ownership)
         "# results/",
         "",
         "What `python run_sweep.py` and `python -m sweep.train` write (ignored by git except this file, which",

@@ -104,6 +104,7 @@ def lock_line(store: Store) -> str:
 def status_lines(store: Store, grid: Grid, probes: dict[str, Probe], now: float | None = None) -> list[str]:
     """The status view of `grid` under `store`: the lock, one line per run, then the analysis tasks."""
     from sweep.plan import make_plan
+    from sweep.progress import pack_label
     from sweep.train import progress_path
 
     now = time.time() if now is None else now
@@ -128,12 +129,15 @@ def status_lines(store: Store, grid: Grid, probes: dict[str, Probe], now: float 
             state, key = f"not started ({plan.damaged_runs[cfg.run_id]}: a sweep trains it again)", "not started"
         elif progress is not None:
             epochs = progress.get("epochs", cfg.epochs)  # an SSFT run trains 2 x epochs
-            state, key = (f"epoch {progress.get('epoch')} of {epochs} (noisy-train accuracy "
-                          f"{float(progress.get('noisy_acc', 0)):.3f}, {_ago(now - float(progress.get('time', now)))}"
-                          f" on {progress.get('host')})"), "training"
+            noisy = float(progress.get("noisy_acc", 0))  # NaN: a pack, which evaluates after its last epoch only
+            accuracy = "" if noisy != noisy else f"noisy-train accuracy {noisy:.3f}, "
+            state, key = (f"epoch {progress.get('epoch')} of {epochs} ({accuracy}"
+                          f"{_ago(now - float(progress.get('time', now)))} on {progress.get('host')})"), "training"
         else:
             state, key = "not started", "not started"
         counts[key] += 1
+        if cfg.subsets:  # a pack of subset models: which pack, which models (its epochs count like a run's)
+            state = f"{pack_label(cfg.run_id)} (models {cfg.models.start}..{cfg.models.stop - 1}): {state}"
         lines.append(f"{cfg.run_id:<{width}}  {state}")
     lines.append(f"runs: {counts['done']} done, {counts['training']} partly trained, {counts['failed']} failed, "
                  f"{counts['not started']} not started (of {len(grid.runs)})")

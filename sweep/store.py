@@ -10,10 +10,14 @@ tables; every writer of run rows asks it for the table name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import pickle
+import re
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,6 +33,34 @@ from sweep.paths import resolve_location
 # Every table and the columns that identify one of its rows: a row is never written twice under one key.
 TABLE_KEYS = {name: ["run_id", *spec.keys] for name, spec in schemas.TABLES.items()}
 TABLES = tuple(TABLE_KEYS)
+
+# The temporary name every write goes through first: `.tmp-<8 hex>-<final name>`. Only names of exactly this
+# form are ever removed as leftovers of a killed writer (Store.remove_leftover_temporaries).
+_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{8}-.+$")
+
+# TEST HOOK, never set in normal use: "ERRNO_NAME:BYTES:SUBSTRING" (e.g. "ENOSPC:0:checkpoints/") makes every
+# write of this process to a path containing SUBSTRING fail with that errno once BYTES bytes have gone to such
+# paths: the write that crosses the budget puts its bytes up to it (at least one) into its temporary file, as a
+# filling disk does, then raises. It is an environment variable so that Ray's worker processes see it too (the
+# engine forwards it to a joined cluster's workers); tests use it to check that a full disk ends a sweep in one
+# line with no temporary file left behind.
+FAULT_ENV = "MEMLOC_TEST_STORAGE_FAULT"
+_fault_budget_used = [0]  # bytes this process has written to paths the hook covers
+
+
+def _write_through_fault_hook(out: object, data: bytes, path: str) -> None:
+    """Write `data` to the open stream `out`, or fail as the test hook (FAULT_ENV) says."""
+    spec = os.environ.get(FAULT_ENV)
+    if spec:
+        name, budget, needle = spec.split(":", 2)
+        if needle in path:
+            room = int(budget) - _fault_budget_used[0]
+            if len(data) > room:
+                out.write(data[:max(room, 1)])  # type: ignore[attr-defined]
+                code = getattr(errno, name)
+                raise OSError(code, os.strerror(code), path)
+            _fault_budget_used[0] += len(data)
+    out.write(data)  # type: ignore[attr-defined]
 
 
 def table_for(cfg: RunConfig, table: str) -> str:
@@ -90,10 +122,28 @@ class Store:
         parent, name = final.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, final)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                _write_through_fault_hook(out, data, final)
+            self.fs.move(tmp, final)
+        except BaseException:  # a full disk, a signal: the partial temporary file goes, the error stays
+            with suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
         return FileEntry.of(data)
+
+    def remove_leftover_temporaries(self) -> list[str]:
+        """Remove the temporary files (`.tmp-<8 hex>-<name>`, ours only) that writers killed mid-write left
+        anywhere under the root; returns their relative paths. Only a driver holding the lock may call this: a
+        running writer's temporary file looks the same."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        removed = []
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and _TMP_NAME.match(info.base_name):
+                with suppress(FileNotFoundError):
+                    self.fs.delete_file(info.path)
+                    removed.append(info.path[len(self.base) + 1:])
+        return removed
 
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self.path(rel)) as f:

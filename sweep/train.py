@@ -45,7 +45,8 @@ from sweep.folds import fold_split
 from sweep.models.for_run import build_model_for
 from sweep.models.groups import group_of
 from sweep.noise import add_label_noise
-from sweep.paths import check_writable, resolve_location
+from sweep.ownership import check_results_folder
+from sweep.paths import check_results_root, check_writable, resolve_location
 from sweep.probes import RunData
 from sweep.records import Record
 from sweep.saver import Saver, cpu_copy
@@ -558,7 +559,7 @@ def load_run(store: Store, cfg: RunConfig, device: torch.device, data_dir: str =
         return store.load_torch(rel, expect=record.files[rel])
 
     return RunData(cfg=cfg, data=prep.data, labels=prep.labels, original=prep.original, is_noisy=prep.is_noisy,
-                  epochs=epochs, device=device, load_state=load_state, record_id=record.record_id)
+                  epochs=epochs, device=device, load_state=load_state, record_id=record.record_id, store=store)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -614,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
                         curvature_every=args.curvature_every, curvature_directions=args.curvature_directions,
                         curvature_h=args.curvature_h).validate()
         device = pick_device(args.device)
+        check_results_root(args.results)  # "", "/", a repository's top folder: never a results folder
         check_writable(args.results, "--results")  # before loading data or writing anything
+        check_results_folder(resolve_location(args.results))  # no file of the user's where we write
         args.data_dir = resolve_location(args.data_dir)
         load_dataset(cfg.dataset, args.data_dir, args.download)  # fail on missing files before writing
         store = Store(resolve_location(args.results))

@@ -59,6 +59,12 @@ def folder(tmp: Path, files: dict[str, str]) -> str:
     return str(root)
 
 
+def repository(tmp: Path) -> str:
+    """The top folder of a repository (it holds .git)."""
+    (tmp / "repo" / ".git").mkdir(parents=True)
+    return str(tmp / "repo")
+
+
 def with_runs_table(tmp: Path) -> str:
     """A results folder with the smallest runs table: enough to get past the report's 'no results' check."""
     (tmp / "res" / "runs").mkdir(parents=True)
@@ -114,6 +120,18 @@ CASES = {
     "batch_size-float": run_field("batch_size", "1.5", "batch_size must be an integer, got 1.5"),
     "dataset-nested-list": run_field("dataset", '[["digits"]]', "dataset must be a string, got ['digits']"),
     "dataset-table": run_field("dataset", '{name = "digits"}', "dataset must be a string, got {'name': 'digits'}"),
+    # subset models (held-out memorization): counts, fractions and pack sizes that cannot make them
+    "subsets-one": run_field("subsets", "1", "subsets must be 0 (off) or an integer >= 2 (subset models per "
+                                             "standard run), got 1"),
+    "subset_fraction-one": sweep_case(toml(runs={"subsets": "4", "subset_fraction": "1.0"}),
+                                      "subset_fraction must be a number strictly between 0 and 1"),
+    "subset_fraction-zero": sweep_case(toml(runs={"subsets": "4", "subset_fraction": "0"}),
+                                       "subset_fraction must be a number strictly between 0 and 1"),
+    "pack-over-subsets": sweep_case(toml(runs={"subsets": "4", "pack": "5"}),
+                                    "pack must be an integer from 1 to subsets (4): subset models per trial, got 5"),
+    "pack-without-subsets": run_field("pack", "2", "pack need subsets = M"),
+    "subsets-on-tied-block": sweep_case(toml(runs={"subsets": "4", "variant": '"tied"'}),
+                                        "subsets are added for a block's standard runs only"),
     "runs-not-tables": sweep_case("runs = [1, 2]\n", "each [[runs]] block must be a table, got 1"),
     "analysis-not-a-table": sweep_case("analysis = 5\n" + toml().split("\n[analysis]")[0],
                                        "[analysis] must be a table, got 5"),
@@ -139,6 +157,12 @@ CASES = {
                                            'flip_eval_size must be an integer or "all", got 1.5'),
     "flip_eval_size-bool": analysis_field("flip_eval_size", "true",
                                           'flip_eval_size must be an integer or "all", got True'),
+    # the localization probe: checked against the grid's models and datasets before anything runs
+    "localize_cap-above-units": analysis_field("localize_cap", "100000",
+                                               "localize_cap=100000 but the mlp (width 1.0) of run"),
+    "localizers-unknown": analysis_field("localizers", '["greedy", "psychic"]', "unknown localizer(s) 'psychic'"),
+    "inject_targets-above-clean": analysis_field("inject_targets", "100000",
+                                                 "inject_targets=100000 but digits at noise 0.1 has"),
     # run_sweep.py: flags
     "results-is-a-file": Case("run_sweep", lambda t: [*grid(toml())(t), "--results", a_file(t)], "is a file"),
     "results-under-a-file": Case("run_sweep", lambda t: [*grid(toml())(t), "--results", a_file(t) + "/res"],
@@ -157,6 +181,56 @@ CASES = {
                                         by_argparse=True),
     "max-concurrent-float": Case("run_sweep", args("--max-concurrent", "1.5"), "--max-concurrent",
                                  by_argparse=True),
+    # run_sweep.py: values bounded by what they meet (issue 26, item 4: each passed validation and then failed)
+    "cpus-per-trial-nan": Case("run_sweep", lambda t: [*grid(toml())(t), "--cpus-per-trial", "nan"],
+                               "--cpus-per-trial must be a finite number > 0, got nan"),
+    "gpus-per-trial-inf": Case("run_sweep", lambda t: [*grid(toml())(t), "--gpus-per-trial", "inf"],
+                               "--gpus-per-trial must be a finite number >= 0, got inf"),
+    "gpus-per-trial-nan": Case("run_sweep", lambda t: [*grid(toml())(t), "--gpus-per-trial", "nan"],
+                               "--gpus-per-trial must be a finite number >= 0, got nan"),
+    "seed-int64-max": run_field("seed", "9223372036854775807",
+                                "seed must be an integer in 0..4294967295 (what every random generator used takes)"),
+    "seed-2**32": run_field("seed", "4294967296", "seed must be an integer in 0..4294967295"),
+    "noise-nan": run_field("noise", "nan", "noise rate must be in [0, 1), got nan"),
+    "lr-inf": run_field("lr", "inf", "lr must be a positive number, got inf"),
+    "cv_folds-above-examples": run_field("cv_folds", "2000",
+                                         "cv_folds = 2000 is more than the 1437 training examples of digits; "
+                                         "accepted: 2..1437"),
+    "flip_clean-1e9": analysis_field("flip_clean", "1000000000",
+                                     'flip_clean = 1000000000 asks for more examples than there are (run '),
+    "flip_noisy-above-examples": analysis_field("flip_noisy", "1438", "give at most 1437 or \"all\""),
+    "flip_population-above-examples": analysis_field("flip_population", "5000",
+                                                     "flip_population = 5000 asks for more examples"),
+    "flip_clean-word": analysis_field("flip_clean", '"every"', 'flip_clean must be an integer or "all", got \'every\''),
+    "localize_clean-above-examples": analysis_field("localize_clean", "100000",
+                                                    "localize_clean = 100000 asks for more examples"),
+    "localize_noisy-above-examples": analysis_field("localize_noisy", "100000",
+                                                    "localize_noisy = 100000 asks for more examples"),
+    "rewind_epochs-beyond-epochs": analysis_field("rewind_epochs", "[0, 100]",
+                                                  "rewind_epochs 100 beyond the 2 epochs of run "),
+    "rewind_epochs-beyond-epochs-dry-run": Case("run_sweep", lambda t: [
+        *grid(toml(analysis={"rewind_epochs": "[0, 100]"}))(t), "--dry-run"], "rewind_epochs 100 beyond"),
+    "retrain_peak-nan": analysis_field("retrain_peak", "nan", "retrain_peak must be a fraction"),
+    "address-word": Case("run_sweep", lambda t: [*grid(toml())(t), "--address", "foo"],
+                         "--address 'foo' is not an address Ray takes; accepted: auto, local, HOST:PORT"),
+    "address-no-port": Case("run_sweep", lambda t: [*grid(toml())(t), "--address", "127.0.0.1:"],
+                            "--address '127.0.0.1:' is not an address Ray takes"),
+    "address-port-not-a-number": Case("run_sweep", lambda t: [*grid(toml())(t), "--address", "host:notaport"],
+                                      "--address 'host:notaport' is not an address Ray takes"),
+    "address-port-out-of-range": Case("run_sweep", lambda t: [*grid(toml())(t), "--address", "ray://host:70000"],
+                                      "is not an address Ray takes"),
+    # run_sweep.py: the results folder is ours only where we made it (issue 26, item 1)
+    "results-empty": Case("run_sweep", lambda t: [*grid(toml())(t), "--results", ""], "--results is empty"),
+    "results-filesystem-root": Case("run_sweep", lambda t: [*grid(toml())(t), "--results", "/"],
+                                    "is the filesystem's root"),
+    "results-repository-top": Case("run_sweep", lambda t: [*grid(toml())(t), "--results", repository(t)],
+                                   "is the top folder of a repository"),
+    "results-file-in-the-way": Case("run_sweep", lambda t: [*grid(toml())(t), "--results",
+                                                            folder(t, {"epochs": "my own notes"})],
+                                    "epochs is a file that a sweep did not write"),
+    "results-file-in-the-way-dry-run": Case("run_sweep", lambda t: [*grid(toml())(t), "--dry-run", "--results",
+                                                                    folder(t, {"checkpoints": "mine"})],
+                                            "checkpoints is a file that a sweep did not write"),
     # python -m sweep.train (--epochs 1 keeps today's wrongly accepted runs short)
     "train-batch-size-zero": Case("train", args("--epochs", "1", "--batch-size", "0"), "batch_size"),
     "train-batch-size-negative": Case("train", args("--epochs", "1", "--batch-size", "-5"), "batch_size"),

@@ -76,7 +76,9 @@ def test_bench_script_runs_from_a_fresh_clone_in_another_directory(name: str, tm
 # script -> (its quickest arguments, a phrase of its result line)
 QUICKEST = {"train.py": (("--device", "cpu", "--steps", "1", "--width", "0.125", "--batch", "32"), "accounting costs"),
             "dropout.py": (("--device", "cpu", "--steps", "1", "--rounds", "1", "--width", "0.125", "--batch", "32"),
-                           "slowdown:")}
+                           "slowdown:"),
+            "localizers.py": (("--device", "cpu", "--quick"), "x greedy"),
+            "packs.py": (("--device", "cpu", "--k", "2", "--epochs", "1", "--batch", "256"), "ratio")}
 
 
 @pytest.mark.parametrize("name", sorted(QUICKEST))

@@ -44,7 +44,7 @@ def cli(tmp_path, monkeypatch, capsys):
 
 def test_where_keeps_the_runs_that_match_every_field_given():
     demo = load_grid("demo")  # mlp x 4 variants x seeds 0, 1 (+ out-of-sample and SSFT runs); resnet9 x seeds 0, 1
-    mlp = select_runs(demo, ["arch=mlp,cv_folds=0,ssft_half=0"])
+    mlp = select_runs(demo, ["arch=mlp,cv_folds=0,ssft_half=0,subsets=0"])
     assert len(mlp.runs) == 8 and {c.arch for c in mlp.runs} == {"mlp"}
     two = select_runs(demo, ["arch=mlp,variant=tied"])  # several fields: all must match
     assert [(c.arch, c.variant) for c in two.runs] == [("mlp", "tied")] * 2
@@ -61,17 +61,17 @@ def test_where_keeps_the_runs_that_match_every_field_given():
 def test_set_replaces_a_field_on_every_run_which_makes_them_other_runs():
     smoke = load_grid("smoke")
     short = select_runs(smoke, sets=["epochs=3"])
-    assert [c.epochs for c in short.runs] == [3] * 8
+    assert [c.epochs for c in short.runs] == [3] * len(smoke.runs)
     assert not {c.run_id for c in short.runs} & {c.run_id for c in smoke.runs}  # other runs, other ids
     assert [c.variant for c in short.runs] == [c.variant for c in smoke.runs]
-    both = select_runs(smoke, ["variant=standard,cv_folds=0,ssft_half=0"], ["epochs=3", "lr=0.05,seed=2"])
+    both = select_runs(smoke, ["variant=standard,cv_folds=0,ssft_half=0,subsets=0"], ["epochs=3", "lr=0.05,seed=2"])
     (cfg,) = both.runs
     assert (cfg.epochs, cfg.lr, cfg.seed, cfg.noise_seed) == (3, 0.05, 2, 2)  # seed sets the noise draw too
-    where = ["arch=mlp,cv_folds=0,ssft_half=0"]
+    where = ["arch=mlp,cv_folds=0,ssft_half=0,subsets=0"]
     merged = select_runs(load_grid("demo"), where, ["seed=0"])  # seeds 0 and 1 become one run each
     assert len(merged.runs) == 4
     lines = selection_lines(load_grid("demo"), merged, where, ["seed=0"])
-    assert lines == ["--where arch=mlp,cv_folds=0,ssft_half=0: 8 of 24 runs",
+    assert lines == [f"--where {where[0]}: 8 of {len(load_grid('demo').runs)} runs",
                      "--set seed=0 (8 runs became 4: equal runs are kept once)"]
 
 
@@ -128,14 +128,16 @@ def test_bad_where_or_set_names_what_is_accepted(where, sets, needle):
 
 
 def test_dry_run_shows_the_selection_and_only_the_runs_chosen(cli, tmp_path):
-    code, out, err = cli("--grid", "demo", "--where", "arch=mlp,cv_folds=0,ssft_half=0", "--where", "seed=1", "--set",
-                         "epochs=5", "--dry-run")
+    code, out, err = cli("--grid", "demo", "--where", "arch=mlp,cv_folds=0,ssft_half=0,subsets=0", "--where", "seed=1",
+                         "--set", "epochs=5", "--dry-run")
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[:2] == ["--where arch=mlp,cv_folds=0,ssft_half=0,seed=1: 4 of 24 runs", "--set epochs=5"]
+    total = len(load_grid("demo").runs)
+    where = "arch=mlp,cv_folds=0,ssft_half=0,subsets=0,seed=1"
+    assert lines[:2] == [f"--where {where}: 4 of {total} runs", "--set epochs=5"]
     runs = [line for line in lines if "[to train]" in line]
     assert len(runs) == 4 and all(" arch=mlp " in r and " seed=1 " in r and " epochs=5 " in r for r in runs)
-    chosen = select_runs(load_grid("demo"), ["arch=mlp,cv_folds=0,ssft_half=0,seed=1"], ["epochs=5"])
+    chosen = select_runs(load_grid("demo"), ["arch=mlp,cv_folds=0,ssft_half=0,subsets=0,seed=1"], ["epochs=5"])
     assert [r.split()[0] for r in runs] == [c.run_id for c in chosen.runs]
     assert lines[-1].startswith("4 runs, ")
     assert not (tmp_path / "res").exists()
@@ -178,7 +180,8 @@ def test_every_option_in_help_shows_its_default(capsys):
     assert len(entries) >= 15
     missing = [e.split()[0] for e in entries if "(default: " not in e]
     assert not missing, missing
-    assert "(default: demo)" in text and "(default: results)" in text and "(default: off)" in text
+    words = " ".join(text.split())  # argparse wraps to the terminal's width
+    assert "(default: demo)" in words and "(default: results)" in words and "(default: off)" in words
 
 
 def test_memloc_sweep_command_after_install(tmp_path):
@@ -202,4 +205,5 @@ def test_only_takes_a_table_name_for_the_analysis_that_writes_it(cli):
     assert code == 0, err
     assert by_table == by_name and "rewind" in by_name and "retrain" not in by_name
     code, _, err = cli("--grid", "smoke", "--only", "rewinds", "--dry-run")
-    assert code == 2 and "accepted: dropout, flip, rewind, retrain (or a table they write: dropout, " in err
+    assert code == 2 and "accepted: dropout, flip, localize, " in err
+    assert "rewind, retrain (or a table they write: dropout, " in err

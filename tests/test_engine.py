@@ -56,12 +56,27 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
     for cfg in grid.runs:
         epochs = tables[table_for(cfg, "epochs")].query("run_id == @cfg.run_id")
         assert sorted(epochs["epoch"]) == list(range(1, train_epochs(cfg) + 1))
+        if cfg.subsets:  # a pack of subset models writes no gradients (sweep.packs)
+            continue
         grads = tables[table_for(cfg, "gradients")].query("run_id == @cfg.run_id")
         assert len(grads) == train_epochs(cfg) * grads["layer"].nunique() and grads["layer"].nunique() >= 2
     standard = [c for c in grid.runs if c.variant == "standard" and not c.auxiliary]
     for table in ("rewinding", "retraining", "flips"):
         assert set(tables[table]["run_id"]) == {c.run_id for c in standard}, table
     assert set(tables["dropout"]["run_id"]) == {c.run_id for c in grid.runs if c.variant != "standard"}
+    # the localization benchmark: every localizer on the standard and the tied run, precision in [0, 1], chance on
+    # every row that has a truth, the injection reported
+    localized = tables["localize"]
+    tied = [c for c in grid.runs if c.variant == "tied" and not c.auxiliary]
+    assert set(localized["run_id"]) == {c.run_id for c in standard + tied}
+    for run_id, rows in localized.groupby("run_id"):
+        assert set(rows["localizer"]) == set(grid.analysis.localizers), run_id
+    scored = localized[localized["truth"] != "none"]
+    assert set(scored["truth"]) == {"tied", "injected"} and scored["chance"].between(0, 1).all()
+    for column in ("precision_at_1", "precision_at_5", "precision_at_10", "precision_at_20", "precision_at_flip"):
+        assert localized[column].dropna().between(0, 1).all(), column
+    assert scored.loc[scored["fitted"], "precision_at_5"].notna().all()
+    assert set(tables["injections"]["run_id"]) == {c.run_id for c in standard}
     folds = {c.run_id for c in grid.runs if c.cv_folds}  # the out-of-sample runs predict every example once
     oos = tables["oos_predictions"]
     assert set(oos["run_id"]) == folds and set(oos["of_run_id"]) == {standard[0].run_id}
@@ -74,11 +89,23 @@ def check_complete(results: Path) -> dict[str, pd.DataFrame]:
     # (an SSFT run: the end of each phase)
     for cfg in grid.runs:
         kept = sorted(p.name for p in (results / "checkpoints" / cfg.run_id).glob("epoch_*.pt"))
-        want = [0, 4, 8, 20] if cfg in standard else [20, 40] if cfg.ssft_half else [20]
+        # a pack keeps no weights (its resume state only)
+        want = [0, 4, 8, 20] if cfg in standard else [20, 40] if cfg.ssft_half else [] if cfg.subsets else [20]
         assert kept == [f"epoch_{e:03d}.pt" for e in want], (cfg.run_id, kept)
     n_groups = tables["gradients"].query("run_id == @standard[0].run_id")["layer"].nunique()
     assert tables["rewinding"]["layer"].nunique() == n_groups == tables["retraining"]["layer"].nunique()
     return tables
+
+
+def smoke_counts() -> tuple[int, int]:
+    """The smoke grid's trainings (its packs of subset models among them) and analysis tasks (every probe; those
+    with `needs` where the grid has the trainings they read)."""
+    from sweep.grids import load_grid
+    from sweep.plan import auxiliary_by_base, selected_probes, tasks_for
+
+    grid = load_grid("smoke")
+    aux = auxiliary_by_base(grid.runs)
+    return len(grid.runs), sum(len(tasks_for(c, selected_probes(None), grid.analysis, aux)) for c in grid.runs)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +120,9 @@ def smoke(cluster, tmp_path_factory):
 def test_smoke_grid_end_to_end_then_rerun_does_nothing(cluster, smoke):
     results, proc, elapsed = smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "runs 8/8" in proc.stdout and "read_parquet" in proc.stdout
-    assert "8 of 8 runs and 13 of 13 analysis tasks finished" in proc.stdout
+    runs, tasks = smoke_counts()
+    assert f"runs {runs}/{runs}" in proc.stdout and "read_parquet" in proc.stdout
+    assert f"{runs} of {runs} runs and {tasks} of {tasks} analysis tasks finished" in proc.stdout
     check_complete(results)
     from sweep.schemas import catalogue
 
@@ -130,19 +158,24 @@ def test_a_plain_read_of_every_main_table_holds_ordinary_runs_only(smoke):
     grid = load_grid("smoke")
     ordinary = {c.run_id for c in grid.runs if not c.auxiliary}
     auxiliary = {c.run_id for c in grid.runs if c.auxiliary}
-    assert len(auxiliary) == 4  # two fold runs, two SSFT runs
+    packs = {c.run_id for c in grid.runs if c.subsets}
+    assert len(auxiliary) == 5 and len(packs) == 1  # two fold runs, two SSFT runs, one pack of subset models
+    outputs = ("oos_predictions", "ssft", "subset_predictions")  # the auxiliary trainings' own tables
     for table in KEYS:
-        if table.startswith(AUX_PREFIX) or table in ("oos_predictions", "ssft"):
+        if table.startswith(AUX_PREFIX) or table in outputs:
             continue
         frame = pd.read_parquet(results / table)
-        assert ((frame["cv_folds"] == 0) & (frame["ssft_half"] == 0)).all(), table
+        assert ((frame["cv_folds"] == 0) & (frame["ssft_half"] == 0) & (frame["subsets"] == 0)).all(), table
         assert set(frame["run_id"]) <= ordinary, table
     for table in TRAINING_TABLES:
         main, aux = pd.read_parquet(results / table), pd.read_parquet(results / f"{AUX_PREFIX}{table}")
-        assert set(aux["run_id"]) == auxiliary and set(main["run_id"]) == ordinary, table
+        # a pack writes only runs and epochs rows of the training tables
+        assert set(aux["run_id"]) == auxiliary - (set() if table in ("runs", "epochs") else packs), table
+        assert set(main["run_id"]) == ordinary, table
         assert list(aux.columns) == list(main.columns), table
-    for table in ("oos_predictions", "ssft"):
+    for table in outputs:
         assert set(pd.read_parquet(results / table)["run_id"]) <= auxiliary, table
+    assert set(pd.read_parquet(results / "subset_predictions")["run_id"]) == packs
 
 
 def python_blocks(text: str, heading: str) -> list[str]:
@@ -247,7 +280,12 @@ def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_o
     assert f"run {standard}: checkpoints/{standard}/epoch_020.pt has 1000 bytes, recorded {size}" in said
     assert f"run {runs['tied']}: checkpoints/{runs['tied']}/epoch_020.pt is missing" in said
     assert f"run {runs['sparse']}: runs/{runs['sparse']}.parquet has 4 bytes" in said
-    assert "(this call trained 3 runs and ran 12 analysis tasks)" in proc.stdout
+    # the standard run's tasks (those that read its pack too: the run they score is new) and two dropout tasks
+    from sweep.plan import auxiliary_by_base, selected_probes, tasks_for
+
+    grid = load_grid("smoke")
+    redone = len(tasks_for(grid.runs[0], selected_probes(None), grid.analysis, auxiliary_by_base(grid.runs))) + 2
+    assert f"(this call trained 3 runs and ran {redone} analysis tasks)" in proc.stdout
     check_complete(results)
     assert final.stat().st_size == size and (results / "checkpoints" / runs["tied"] / "epoch_020.pt").exists()
     assert {p: p.stat().st_mtime_ns for p in (results / "checkpoints" / runs["dropout"]).iterdir()} == untouched
@@ -411,7 +449,7 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert failed == [f"FAILED training {broken}: KeyError: 'model'"]
     assert "worker logs (tracebacks): " in proc.stderr
-    assert "error: the sweep is not complete (7 of 8 runs" in proc.stderr
+    assert f"error: the sweep is not complete ({len(runs) - 1} of {len(runs)} runs" in proc.stderr
     assert not (results / "report").exists()
     trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()
     assert len(trial_results) == 1 and '"error"' in trial_results[0]  # tried once, not retried

@@ -2,7 +2,7 @@ import pytest
 
 from sweep.errors import UserError
 from sweep.grids import load_grid
-from sweep.plan import selected_probes, tasks_for
+from sweep.plan import auxiliary_by_base, selected_probes, tasks_for
 
 
 def test_builtin_grids_have_the_documented_shape():
@@ -21,7 +21,8 @@ def test_builtin_grids_have_the_documented_shape():
 def test_small_grids_run_every_registered_analysis(name):
     grid = load_grid(name)
     probes = selected_probes(None)
-    used = {t.probe for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis)}
+    aux = auxiliary_by_base(grid.runs)  # probes with `needs` apply where the grid has the trainings they read
+    used = {t.probe for cfg in grid.runs for t in tasks_for(cfg, probes, grid.analysis, aux)}
     assert used == set(probes)
 
 
@@ -75,4 +76,6 @@ def test_the_readme_grid_example_loads_with_every_field_it_shows(tmp_path):
     standard = [c for c in grid.runs if not c.auxiliary]
     assert len(standard) == 8 and all(c.curvature_every == 5 and c.dropout_places == "paper" for c in standard)
     assert sum(c.cv_folds > 0 for c in grid.runs) == 5 * 8 and sum(c.ssft_half > 0 for c in grid.runs) == 2 * 8
+    packs = [c for c in grid.runs if c.subsets]  # 100 subset models per standard run in packs of 50
+    assert len(packs) == 2 * 8 and {(c.subsets, c.subset_fraction, c.pack) for c in packs} == {(100, 0.7, 50)}
     assert grid.analysis.retrain_peak == 0.5 and grid.analysis.flip_units == "outputs"

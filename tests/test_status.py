@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sweep.grids import load_grid, select_runs
+from sweep.plan import auxiliary_by_base, selected_probes, tasks_for
 from sweep.status import run_failure_path, task_failure_path, write_failure
 from sweep.store import Store
 from sweep.train import write_progress
@@ -34,6 +35,12 @@ def status(results: Path, *args: str) -> tuple[list[str], str]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == "", proc.stderr
     return proc.stdout.splitlines(), proc.stdout
+
+
+def n_tasks(grid) -> int:  # noqa: ANN001 - a Grid
+    """Analysis tasks of a grid, every registered probe, as the status counts them."""
+    aux = auxiliary_by_base(grid.runs)
+    return sum(len(tasks_for(c, selected_probes(None), grid.analysis, aux)) for c in grid.runs)
 
 
 def run_line(lines: list[str], run_id: str) -> str:
@@ -56,10 +63,11 @@ def test_status_of_an_empty_folder_says_nothing_is_started_and_writes_nothing(tm
     results = tmp_path / "results"
     lines, out = status(results, *SELECT)
     grid = select_runs(load_grid("smoke"), sets=["epochs=2"])
-    assert lines[:3] == [f"grid smoke: 8 runs under {results}", "--set epochs=2", "no sweep running"]
-    assert [run_line(lines, c.run_id) for c in grid.runs] == ["not started"] * 8
-    assert "runs: 0 done, 0 partly trained, 0 failed, 8 not started (of 8)" in lines
-    assert "analysis tasks: 0 done, 13 left (of 13)" in lines
+    assert lines[:3] == [f"grid smoke: 9 runs under {results}", "--set epochs=2", "no sweep running"]
+    assert [run_line(lines, c.run_id) for c in grid.runs] == ["not started"] * 5 + [
+        "pack 1 of 1 (models 0..7): not started"] + ["not started"] * 3  # the pack of the 8 subset models
+    assert "runs: 0 done, 0 partly trained, 0 failed, 9 not started (of 9)" in lines
+    assert f"analysis tasks: 0 done, {n_tasks(grid)} left (of {n_tasks(grid)})" in lines
     assert "  rewind: 0 done, 4 left (of 4)" in lines and "  dropout: 0 done, 3 left (of 3)" in lines
     assert not results.exists() and list(tmp_path.iterdir()) == []
 
@@ -69,8 +77,8 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
     proc = train(results, "standard", 2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     grid = select_runs(load_grid("smoke"), sets=["epochs=2"])
-    # the standard run's two out-of-sample runs and two SSFT runs
-    standard, fold0, fold1, half1, half2, tied, dropout, sparse = grid.runs
+    # the standard run's two out-of-sample runs, two SSFT runs and its pack of subset models
+    standard, fold0, fold1, half1, half2, pack, tied, dropout, sparse = grid.runs
     store = Store(str(results))
     # A note from an earlier failure of the run that has completed since: the run is done all the same.
     write_failure(store, run_failure_path(standard.run_id), standard.run_id, "OSError: disk gone")
@@ -78,6 +86,8 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
     write_progress(store, tied, {"epoch": 1, "noisy_acc": 0.25, "test_acc": 0.9})
     # an SSFT run trains 2 x epochs: its first phase done, one epoch of fine-tuning
     write_progress(store, half1, {"epoch": 3, "noisy_acc": 0.5, "test_acc": 0.9})
+    # the pack: one epoch of its models (sweep.packs writes the same progress file)
+    write_progress(store, pack, {"epoch": 1, "noisy_acc": float("nan"), "test_acc": float("nan")})
     # dropout: trained an epoch, then failed; the note is newer than its progress.
     write_progress(store, dropout, {"epoch": 1, "noisy_acc": 0.1, "test_acc": 0.8})
     time.sleep(0.01)
@@ -91,19 +101,22 @@ def test_status_shows_done_training_failed_and_not_started_runs(tmp_path):
     assert run_line(lines, standard.run_id) == "done"
     assert run_line(lines, tied.run_id).startswith("epoch 1 of 2 (noisy-train accuracy 0.250, ")
     assert run_line(lines, half1.run_id).startswith("epoch 3 of 4 (noisy-train accuracy 0.500, ")
+    assert run_line(lines, pack.run_id).startswith("pack 1 of 1 (models 0..7): epoch 1 of 2 (")
     assert run_line(lines, dropout.run_id) == "failed: KeyError: 'model'"
     assert run_line(lines, sparse.run_id) == "not started"
-    assert "runs: 1 done, 2 partly trained, 1 failed, 4 not started (of 8)" in lines
-    assert "analysis tasks: 0 done, 13 left (of 13)" in lines  # the done run's probes are not run yet
+    assert "runs: 1 done, 3 partly trained, 1 failed, 4 not started (of 9)" in lines
+    # the done run's probes are not run yet
+    assert f"analysis tasks: 0 done, {n_tasks(grid)} left (of {n_tasks(grid)})" in lines
     assert f"  failed: rewind fc2 of {standard.run_id}: RuntimeError: out of memory" in lines
     assert "no sweep running" in lines
     assert sorted((p, p.stat().st_mtime_ns) for p in results.rglob("*")) == before  # read only
 
     # --where and --only choose what is shown, as they choose what a sweep runs
     lines, _ = status(results, *SELECT, "--where", "variant=standard,dropout", "--only", "rewind")
-    assert lines[1] == "--where variant=standard,dropout: 6 of 8 runs"
+    assert lines[1] == "--where variant=standard,dropout: 7 of 9 runs"
     shown = [line.split()[0] for line in lines if line.startswith("digits-")]
-    assert shown == [standard.run_id, fold0.run_id, fold1.run_id, half1.run_id, half2.run_id, dropout.run_id]
+    assert shown == [standard.run_id, fold0.run_id, fold1.run_id, half1.run_id, half2.run_id, pack.run_id,
+                     dropout.run_id]
     assert "analysis tasks: 0 done, 4 left (of 4)" in lines and "  rewind: 0 done, 4 left (of 4)" in lines
 
 
@@ -111,7 +124,7 @@ def test_status_works_while_a_training_holds_the_lock(tmp_path):
     """A real training (`python -m sweep.train` takes the sweep's lock) is looked at after its first epoch: the
     status reads its progress, names the lock's holder, and leaves the lock alone."""
     results = tmp_path / "results"
-    grid = select_runs(load_grid("smoke"), ["variant=standard,cv_folds=0,ssft_half=0"], ["epochs=50"])
+    grid = select_runs(load_grid("smoke"), ["variant=standard,cv_folds=0,ssft_half=0,subsets=0"], ["epochs=50"])
     (cfg,) = grid.runs
     progress = results / "checkpoints" / cfg.run_id / "progress.json"
     proc = train(results, "standard", 50, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -121,7 +134,7 @@ def test_status_works_while_a_training_holds_the_lock(tmp_path):
             time.sleep(0.2)
         assert progress.exists(), "no epoch finished"
         lock = (results / "_lock.json").read_bytes()
-        lines, out = status(results, "--grid", "smoke", "--where", "variant=standard,cv_folds=0,ssft_half=0",
+        lines, out = status(results, "--grid", "smoke", "--where", "variant=standard,cv_folds=0,ssft_half=0,subsets=0",
                             "--set", "epochs=50")
         assert proc.poll() is None, "the training ended before the status was read"
         assert (results / "_lock.json").read_bytes() == lock

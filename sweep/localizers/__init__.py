@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from sweep.config import AnalysisConfig
+from sweep.errors import UserError
 
 
 @dataclass
@@ -95,3 +96,19 @@ def register_localizer(name: str, settings: tuple[str, ...] = ()) -> Callable:
 def localize(name: str, problem: Problem, analysis: AnalysisConfig) -> list[Ranking]:
     """Rankings of every target of `problem` by localizer `name` (one per target, in target order)."""
     return LOCALIZERS[name].fn(problem, analysis)
+
+
+def check_localizers(names: object) -> tuple[str, ...]:
+    """`names` as a tuple if every entry names a registered localizer; else one UserError naming the accepted."""
+    accepted = ", ".join(sorted(LOCALIZERS))
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"analysis.localizers must be a list of localizer names, got {names!r}; accepted: {accepted}")
+    unknown = [n for n in names if n not in LOCALIZERS]
+    if unknown:
+        raise UserError(f"unknown localizer(s) {', '.join(map(repr, unknown))} in analysis.localizers; "
+                        f"accepted: {accepted}")
+    return tuple(names)
+
+
+# The built-in localizers register themselves on import (after the registry above exists).
+from sweep.localizers import ablation, activation, attribution, greedy, masks  # noqa: E402, F401

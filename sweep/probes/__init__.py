@@ -17,6 +17,7 @@ from torch import nn
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.data import Dataset
 from sweep.models.for_run import build_model_for
+from sweep.store import Store
 
 
 @dataclass
@@ -32,6 +33,9 @@ class RunData:
     device: torch.device
     load_state: Callable[[int], dict[str, torch.Tensor]]
     record_id: str | None = None  # the run's done-record, which a probe shard's own record names
+    # the results store (sweep.store.Store) the run was read from: for a probe that reads what other trainings
+    # wrote, e.g. the memorization probe its subset models' predictions; None for a run held in memory
+    store: Store | None = None
     _cache: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
@@ -78,6 +82,10 @@ class Probe:
     settings: tuple[str, ...] = ()
     # the epochs whose weights it loads (the final one unless it says more): what a training must keep
     reads: Callable[[RunConfig, AnalysisConfig], Iterable[int]] = lambda cfg, analysis: (cfg.epochs,)
+    # which auxiliary trainings of a run it reads (a predicate on them; None: none): such a probe applies to a run
+    # only when the grid holds at least one auxiliary training r of it (r.base() == the run) with needs(r), and
+    # its tasks wait until every such training is done (sweep.plan.needed_runs; the engine holds them until then)
+    needs: Callable[[RunConfig], bool] | None = None
 
 
 PROBES: dict[str, Probe] = {}
@@ -92,4 +100,4 @@ def register_probe(probe: Probe) -> Probe:
 
 
 # Every analysis module registers itself on import; this line is the one place that lists them.
-from sweep.probes import dropout, flip, retrain, rewind  # noqa: E402, F401
+from sweep.probes import dropout, flip, localize, memorization, retrain, rewind  # noqa: E402, F401

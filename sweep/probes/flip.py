@@ -46,11 +46,12 @@ targets stay active and how they group.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep import schemas
+from sweep import bounds, schemas
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 from sweep.models.groups import UnitLayer, group_names, unit_layers
@@ -125,10 +126,16 @@ class UnitSpace:
 
 @dataclass
 class FlipOutcome:
-    """One target's result: global indices of the removed units in removal order, and whether it flipped."""
+    """One target's result: global indices of the removed units in removal order, and whether it flipped.
+
+    `scores`: each removed unit's attribution at the step it was chosen (filled by `flip_batched`); `flip_k`:
+    units removed when the target first flipped (0 = mispredicted before any removal), None if it never did.
+    """
 
     units: list[int]
     flipped: bool
+    scores: list[float] = field(default_factory=list)
+    flip_k: int | None = None
 
 
 def check_cap(cap: object) -> int:
@@ -411,13 +418,17 @@ def auto_rows(model: nn.Module, x: torch.Tensor, backward: bool = True, units: i
 # The batched engine -----------------------------------------------------------------------------------------
 
 def _predict(model: nn.Module, hooks: _UnitHooks, x: torch.Tensor, masks: torch.Tensor, index: torch.Tensor,
-             rows: int) -> torch.Tensor:
-    """argmax of model(x[i]) under unit mask masks[index[i]], in passes of `rows` rows, without gradients."""
+             rows: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """argmax of model(x[i]) under unit mask masks[index[i]], in passes of `rows` rows, without gradients.
+
+    `ids`: each row's example id, passed to the model (example-tied dropout's "tied" mode); None = plain."""
     out = torch.empty(len(x), dtype=torch.long, device=x.device)
     with torch.no_grad():
         for s in range(0, len(x), rows):
             hooks.start(masks, index[s:s + rows], capture=False)
-            out[s:s + rows] = model(_prepare_inputs(x[s:s + rows])).argmax(1)
+            inputs = _prepare_inputs(x[s:s + rows])
+            logits = model(inputs) if ids is None else model(inputs, ids=ids[s:s + rows])
+            out[s:s + rows] = logits.argmax(1)
             hooks.finish()
     return out
 
@@ -436,8 +447,10 @@ class _Items:
 
 def _attribution(model: nn.Module, hooks: _UnitHooks, x: torch.Tensor, y: torch.Tensor,
                  noise: torch.Tensor | None, masks: torch.Tensor, items: _Items, n_slots: int,
-                 rows: int) -> torch.Tensor:
-    """Sum over each slot's rows of (per-row, per-unit) y * dJ/dy; one backward per pass of `rows` rows."""
+                 rows: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over each slot's rows of (per-row, per-unit) y * dJ/dy; one backward per pass of `rows` rows.
+
+    `ids`: the example id of each entry of the input table x, passed to the model (tied mode); None = plain."""
     copies = 1 if noise is None else noise.shape[1]
     per_pass = max(1, rows // copies)
     # float64 sums: CUDA's index_add_ adds in no fixed order; at this precision the order cannot decide a tie
@@ -445,13 +458,15 @@ def _attribution(model: nn.Module, hooks: _UnitHooks, x: torch.Tensor, y: torch.
     for s in range(0, len(items.example), per_pass):
         ex = items.example[s:s + per_pass]
         index = items.mask[s:s + per_pass]
+        row_ids = None if ids is None else ids[ex]
         if noise is None:
             inputs = x[ex]
         else:
             inputs = (x[ex].unsqueeze(1) + noise[ex]).flatten(0, 1)
             index = index.repeat_interleave(copies, 0)
+            row_ids = None if row_ids is None else row_ids.repeat_interleave(copies, 0)
         hooks.start(masks, index, capture=True)
-        logits = model(_prepare_inputs(inputs))
+        logits = model(_prepare_inputs(inputs)) if row_ids is None else model(_prepare_inputs(inputs), ids=row_ids)
         if noise is not None:
             logits = logits.view(len(ex), copies, -1).mean(1)
         loss = (F.cross_entropy(logits, y[ex], reduction="none") * items.weight[s:s + per_pass]).sum()
@@ -517,41 +532,66 @@ def _add_value_attribution(cols: torch.Tensor, weight: torch.Tensor, grad: torch
 
 def flip_batched(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torch.Tensor, pop_y: torch.Tensor,
                  cap: int, noise: torch.Tensor | None = None, pop_noise: torch.Tensor | None = None,
-                 rows: int | None = None, rule: str = "outputs") -> list[FlipOutcome]:
+                 rows: int | None = None, rule: str = "outputs", *, until: int | None = None,
+                 ids: torch.Tensor | None = None, pop_ids: torch.Tensor | None = None,
+                 live: torch.Tensor | None = None) -> list[FlipOutcome]:
     """Greedy unit removal for every target (x[i], y[i]) at once; see the module docstring.
 
     pop_x/pop_y: the population sample; noise/pop_noise: `input_noise` offsets (both or neither); rows: rows
     per forward/backward pass (None: sized to the device); rule: the unit rule ("outputs" or "paper", see
     `UnitSpace`). The model is used in eval mode, unchanged.
+
+    Keyword-only, for the localizers (`sweep.localizers.greedy`); their defaults are the flip probe's search:
+    - `until`: remove exactly this many units (fewer only where fewer are live), flipped or not; the outcome's
+      `flip_k` records when the target first flipped and `flipped` whether it did. `cap` is then unused.
+    - `ids`/`pop_ids`: the targets' and population's example ids, passed to the model with every row
+      (`model(x, ids=...)`, example-tied dropout's "tied" mode); both or neither.
+    - `live`: (targets, units) bool, the units each target may have removed (the others score -inf).
     """
     check_cap(cap)
+    if until is not None:
+        check_cap(until)
     if len(pop_x) == 0:
         raise UserError("the flip population sample is empty")
     if (noise is None) != (pop_noise is None):
         raise ValueError("give noise for both targets and population, or for neither")
+    if (ids is None) != (pop_ids is None):
+        raise ValueError("give example ids for both targets and population, or for neither")
     n_targets, n_pop = len(x), len(pop_x)
     if n_targets == 0:
         return []
     at_once = _targets_at_once(UnitSpace.of(model, rule).total, x.device)
     if n_targets > at_once:  # targets are independent: splitting changes no choice, only what passes share
+        def part(t: torch.Tensor | None, s: int) -> torch.Tensor | None:
+            return None if t is None else t[s:s + at_once]
+
         return [o for s in range(0, n_targets, at_once)
                 for o in flip_batched(model, x[s:s + at_once], y[s:s + at_once], pop_x, pop_y, cap,
-                                      None if noise is None else noise[s:s + at_once], pop_noise, rows, rule)]
+                                      part(noise, s), pop_noise, rows, rule, until=until, ids=part(ids, s),
+                                      pop_ids=pop_ids, live=part(live, s))]
     device = x.device
     table_x, table_y = torch.cat([pop_x, x]), torch.cat([pop_y, y])
     table_noise = None if noise is None else torch.cat([pop_noise, noise])
+    table_ids = None if ids is None else torch.cat([pop_ids, ids]).to(device)
     with _masked(model, rule) as hooks:
         space = hooks.space
-        cap = min(cap, space.total)
+        cap = min(until if until is not None else cap, space.total)
         dtype = next(model.parameters()).dtype
         rows = rows or auto_rows(model, x, units=space.row_units)
         keep = torch.ones(n_targets, space.total, dtype=dtype, device=device)
+        dead = None if live is None else ~live.to(device=device, dtype=torch.bool)
+        limit = [cap] * n_targets if dead is None else [min(cap, int(n)) for n in (~dead).sum(1).cpu().tolist()]
         everyone = torch.arange(n_targets, device=device)
-        flipped = (_predict(model, hooks, x, keep, everyone, rows * 2) != y).cpu().tolist()
+        flipped = (_predict(model, hooks, x, keep, everyone, rows * 2, ids) != y).cpu().tolist()
         removed: list[list[int]] = [[] for _ in range(n_targets)]
+        scores: list[list[float]] = [[] for _ in range(n_targets)]
+        flip_k: list[int | None] = [0 if f else None for f in flipped]
         keys: list[frozenset[int]] = [frozenset()] * n_targets
-        outcomes: list[FlipOutcome | None] = [FlipOutcome([], True) if f else None for f in flipped]
-        active = [t for t in range(n_targets) if not flipped[t]]
+        outcomes: list[FlipOutcome | None] = [None] * n_targets
+        for t in range(n_targets):
+            if (flipped[t] and until is None) or limit[t] == 0:
+                outcomes[t] = FlipOutcome([], bool(flipped[t]), [], flip_k[t])
+        active = [t for t in range(n_targets) if outcomes[t] is None]
         while active:
             distinct: dict[frozenset[int], int] = {}
             group = [distinct.setdefault(keys[t], len(distinct)) for t in active]
@@ -570,21 +610,30 @@ def flip_batched(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pop_x: torc
                 slot=torch.cat([pop_mask, n_masks + torch.arange(len(active), device=device)]),
                 n_pop=n_pop, n_masks=n_masks)
             acc = _attribution(model, hooks, table_x, table_y, table_noise, masks, items,
-                               n_masks + len(active), rows)
+                               n_masks + len(active), rows, table_ids)
             score = acc[gid] + acc[n_masks:]
             current = keep[act]
             score.masked_fill_(current == 0, -math.inf)
+            if dead is not None:
+                score.masked_fill_(dead[act], -math.inf)
             choice = score.argmax(1)  # first maximum = lowest global index on ties
+            chosen = score.gather(1, choice[:, None])[:, 0]
             current[torch.arange(len(active), device=device), choice] = 0
             keep[act] = current
-            now = _predict(model, hooks, x[act], current, everyone[:len(active)], rows * 2) != y[act]
-            host = torch.stack([choice, now.long()]).cpu().tolist()
+            act_ids = None if ids is None else table_ids[n_pop + act]
+            now = _predict(model, hooks, x[act], current, everyone[:len(active)], rows * 2, act_ids) != y[act]
+            # one host copy per step; float64 holds every unit index (< 2**53) exactly
+            host = torch.stack([choice.double(), now.double(), chosen]).cpu().tolist()
             still = []
-            for t, unit, did_flip in zip(active, host[0], host[1], strict=True):
-                removed[t].append(unit)
-                keys[t] = keys[t] | {unit}
-                if did_flip or len(removed[t]) >= cap:
-                    outcomes[t] = FlipOutcome(removed[t], bool(did_flip))
+            for t, unit, did_flip, value in zip(active, host[0], host[1], host[2], strict=True):
+                removed[t].append(int(unit))
+                scores[t].append(value)
+                keys[t] = keys[t] | {int(unit)}
+                if did_flip and flip_k[t] is None:
+                    flip_k[t] = len(removed[t])
+                if (did_flip and until is None) or len(removed[t]) >= limit[t]:
+                    outcomes[t] = FlipOutcome(removed[t], bool(did_flip) if until is None else flip_k[t] is not None,
+                                              scores[t], flip_k[t])
                 else:
                     still.append(t)
             active = still
@@ -717,6 +766,7 @@ CHUNK_LAYOUT = "label-sorted"
 LATE_CHUNK_SETTINGS = {"flip_units": "outputs"}
 
 
+@functools.lru_cache(maxsize=16)  # a pure function of the settings, asked once per run while planning
 def flip_signature(analysis: AnalysisConfig) -> str:
     settings = {name: getattr(analysis, name) for name in CHUNK_SETTINGS
                 if LATE_CHUNK_SETTINGS.get(name, object()) != getattr(analysis, name)}
@@ -726,8 +776,9 @@ def flip_signature(analysis: AnalysisConfig) -> str:
 
 def flip_shards(cfg: RunConfig, analysis: AnalysisConfig) -> list[str]:
     """Chunks "0-<sig>".."K-1-<sig>", K = ceil((flip_clean + flip_noisy) / flip_chunk), known before any data;
-    <sig> is `flip_signature(analysis)`."""
-    n_chunks = math.ceil((analysis.flip_clean + analysis.flip_noisy) / analysis.flip_chunk)
+    <sig> is `flip_signature(analysis)`. A count of "all" counts the run's clean or noisy examples (the most
+    that can be eligible: sweep.bounds.flip_counts)."""
+    n_chunks = math.ceil(sum(bounds.flip_counts(cfg, analysis)) / analysis.flip_chunk)
     signature = flip_signature(analysis)
     return [f"{i}-{signature}" for i in range(n_chunks)]
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import CONFIG_COLUMNS, RunConfig
+from sweep.schemas import rows_frame
 
 RESNET9 = ["conv1", "conv2", "res1a", "res1b", "conv3", "res2a", "res2b", "conv4", "linear"]
 MLP = ["fc1", "fc2", "head"]
@@ -375,6 +376,58 @@ BASELINE = {"runs", "examples", "dropout"}
 SSFT = {"runs", "examples", "epochs", "gradients", "detection_epochs", "ssft"}  # what an SSFT run writes (no probes)
 
 
+LOCALIZERS = ("greedy", "zero_out", "activation")
+
+
+def write_localize(root: Path, cfg: dict) -> None:
+    """The localization probe's `localize` and `localize_ladder` rows of one run: an example-tied run scored
+    against its tied truth in modes tied and all, a standard one against an injected truth (one injection that
+    did not take) and without truth; greedy a little ahead of zero_out, activation near chance."""
+    rng = np.random.default_rng(zlib.crc32(f"localize-{run_id(cfg)}".encode()))
+    truths = [("tied", "tied"), ("tied", "all")] if cfg["variant"] == "tied" else [("injected", "all"), ("none", "all")]
+    rows, ladder = [], []
+    for truth, mode in truths:
+        for skill, localizer in zip((0.7, 0.5, 0.1), LOCALIZERS, strict=True):
+            for example in range(6):
+                scored = truth != "none"
+                fitted = not (truth == "injected" and example == 5)
+                noisy = truth != "injected" and example % 2 == 1
+                k_flip = None if example == 4 and localizer == "activation" else int(rng.integers(1, 12))
+                precisions = {f"{what}_at_{k}": float(np.clip(skill / (1 + k / 20) + rng.normal(0, 0.05), 0, 1))
+                              if scored and fitted else np.nan
+                              for k in (1, 5, 10, 20) for what in ("precision", "recall")}
+                rows.append({"truth": truth, "mode": mode, "localizer": localizer, "example_id": example,
+                             "is_noisy": noisy, "label": 1, "n_units": 200,
+                             "n_candidates": 120 if mode == "tied" else 200,
+                             "n_truth": 10 if scored else 0, "chance": 0.05 if scored else np.nan, **precisions,
+                             "k_flip": k_flip, "precision_at_flip": np.nan, "recall_at_flip": np.nan,
+                             "outside_at_5": 0, "seconds": 0.02, "fitted": fitted})
+                for k in (1, 2, 3, 5, 8, 13):
+                    ladder.append({"truth": truth, "mode": mode, "localizer": localizer, "example_id": example,
+                                   "is_noisy": noisy, "k": k, "flipped": bool(rng.uniform() < min(1.0, skill * k / 5)),
+                                   "target_loss": float(k / 5), "precision": np.nan, "recall": np.nan,
+                                   "clean_acc": 0.99 - k * 0.002, "noisy_acc": 0.9 - k * 0.01,
+                                   "test_acc": 0.8 - k * (0.004 if localizer == "greedy" else 0.002),
+                                   "clean_acc_base": 0.99, "noisy_acc_base": 0.9, "test_acc_base": 0.8})
+    units = [{"truth": r["truth"], "mode": r["mode"], "localizer": r["localizer"], "example_id": r["example_id"],
+              "is_noisy": r["is_noisy"], "rank": rank, "layer": rank % 3, "layer_name": f"fc{rank % 3 + 1}",
+              "module": f"fc{rank % 3 + 1}.linear", "unit": rank, "global_unit": rank, "score": 1.0 / (1 + rank),
+              "in_truth": pd.NA if r["truth"] == "none" else int(rank < 2), "outside": False}
+             for r in rows for rank in range(3)]
+    injected = [] if cfg["variant"] == "tied" else [
+        {"example_id": example, "original_label": 1, "new_label": 2, "fitted": example != 5, "steps": 20,
+         "n_units_injected": 10, "injected_units": [{"layer": 0, "layer_name": "fc1", "module": "fc1.linear",
+                                                     "unit": u} for u in range(10)],
+         "clean_acc": 0.98, "noisy_acc": 0.9, "test_acc": 0.79, "clean_acc_base": 0.99, "noisy_acc_base": 0.9,
+         "test_acc_base": 0.8} for example in range(6)]
+    for name, data in (("localize", rows), ("localize_ladder", ladder), ("localize_units", units),
+                       ("injections", injected)):
+        if not data:
+            continue
+        frame = rows_frame(name, data)
+        write(root, name, f"{run_id(cfg)}-localize-0", with_config(frame, cfg))
+
+
 def write_ssft(root: Path, cfg: dict, tables: set[str] = SSFT) -> None:
     """Write the two second-split forgetting runs of the ordinary run `cfg`."""
     for half in (1, 2):
@@ -387,6 +440,47 @@ def write_folds(root: Path, cfg: dict, folds: int, tables: set[str] = FOLD, only
         write_run(root, fold_config(cfg, folds, k), tables)
 
 
+def write_memorization(root: Path, cfg: dict, models: int = 8) -> None:
+    """The memorization probe's tables for a standard run already written (its examples give the noisy flags):
+    mislabeled examples of high mem, clean ones near 0 with a few atypical ones high; five influence pairs; two
+    localizers' units to flip on the three target sets (noisy and atypical few, typical many or never)."""
+    rid = run_id(cfg)
+    examples = pd.read_parquet(root / "examples" / f"{rid}.parquet")
+    rng = np.random.default_rng(zlib.crc32(f"mem-{rid}".encode()))
+    noisy = examples["is_noisy"].to_numpy(bool)
+    n_in = rng.binomial(models, 0.7, len(noisy))
+    mem = np.where(noisy, rng.uniform(0.5, 1.0, len(noisy)), np.abs(rng.normal(0, 0.08, len(noisy))))
+    mem[::17] = rng.uniform(0.4, 0.9, len(mem[::17]))  # atypical clean examples
+    mem = np.where((n_in == 0) | (n_in == models), np.nan, np.clip(mem, -1, 1))
+    write(root, "memorization", f"{rid}-memorization-all", with_config(pd.DataFrame({
+        "example_id": examples["example_id"].to_numpy(np.int64), "is_noisy": noisy, "mem": mem,
+        "in_acc": np.clip(0.2 + mem, 0, 1), "out_acc": np.clip(0.2 + mem, 0, 1) - mem, "n_in": n_in,
+        "n_out": models - n_in, "mem_se": np.full(len(noisy), 0.1), "mem_prob": mem * 0.9,
+        "n_models": models, "fraction": 0.7}), cfg))
+    write(root, "mem_influence", f"{rid}-memorization-all", with_config(pd.DataFrame({
+        "example_id": np.arange(5, dtype=np.int64), "test_id": np.arange(5, dtype=np.int64),
+        "influence": np.linspace(0.9, 0.5, 5), "in_acc": np.full(5, 0.95), "out_acc": np.linspace(0.05, 0.45, 5),
+        "n_in": np.full(5, 5, dtype=np.int64), "n_out": np.full(5, 3, dtype=np.int64)}), cfg))
+    rows = []
+    for name, scale in (("noisy", 3), ("atypical", 5), ("typical", 40)):
+        for localizer in ("greedy", "zero_out"):
+            for example in range(4):
+                k = int(rng.integers(1, 2 * scale))
+                flipped = k <= 50
+                rows.append({"set": name, "localizer": localizer, "example_id": example, "is_noisy": name == "noisy",
+                             "mem": 0.5, "units_to_flip": k if flipped else None, "flipped": flipped, "cap": 50})
+    write(root, "mem_flips", f"{rid}-memorization-all",
+          with_config(pd.DataFrame(rows).astype({"units_to_flip": "Int64"}), cfg))
+    pack = {**cfg, "subsets": models, "subset_fraction": 0.7, "pack": models, "pack_index": 0}
+    ids = examples["example_id"].to_numpy(np.int64)
+    inside = rng.uniform(size=(models, len(ids))) < 0.7
+    write(root, "subset_predictions", f"{rid}-pack0x{models}of{models}", with_config(pd.DataFrame({
+        "model": np.repeat(np.arange(models, dtype=np.int64), len(ids)), "split": "train",
+        "example_id": np.tile(ids, models), "in_subset": inside.ravel(),
+        "correct": inside.ravel() | ~np.tile(noisy, models), "p_label": np.where(inside.ravel(), 0.9, 0.4),
+        "label": np.zeros(models * len(ids), dtype=np.int64)}), pack))
+
+
 def make_results(root: Path) -> Path:
     """A small sweep: ResNet-9/CIFAR-10 at 10% noise (the paper's setting; several seeds, each with three
     out-of-sample fold runs for confident learning) with every variant, and an MLP on digits with one seed (no
@@ -395,6 +489,7 @@ def make_results(root: Path) -> Path:
     for seed in (0, 1, 2):
         write_run(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), STANDARD)
         write_folds(root, run_config("cifar10", "resnet9", "standard", 0.1, seed), 3)
+        write_memorization(root, run_config("cifar10", "resnet9", "standard", 0.1, seed))
     for seed in (0, 1):
         write_run(root, run_config("cifar10", "resnet9", "tied", 0.1, seed), TIED)
     write_run(root, run_config("cifar10", "resnet9", "dropout", 0.1, 0), BASELINE)
@@ -403,6 +498,9 @@ def make_results(root: Path) -> Path:
         write_run(root, run_config("digits", "mlp", "standard", noise, 0), STANDARD)
     write_ssft(root, run_config("digits", "mlp", "standard", 0.1, 0))
     write_run(root, run_config("digits", "mlp", "tied", 0.2, 0), TIED)
+    for seed in (0, 1):
+        write_localize(root, run_config("cifar10", "resnet9", "tied", 0.1, seed))
+    write_localize(root, run_config("digits", "mlp", "standard", 0.1, 0))
     return root
 
 

@@ -15,7 +15,8 @@ from analyses.plotting import DPI, FINAL_MODEL, TEXT_PT, TITLE_PT
 from tests.analyses.builders import RESNET9
 
 EXPECTED = {"curves", "figure1", "figure2", "figure3", "figure4", "figure5a", "figure5b", "figure5c", "table1",
-            "table3", "figure7", "detection", "detection_epochs", "noise"}
+            "table3", "figure7", "detection", "detection_epochs", "noise", "localize_precision",
+            "localize_units_to_flip", "localize_forget_keep", "memorization_histogram"}
 
 
 def drawn(fig):

@@ -54,7 +54,8 @@ def body_counts(dom: str, kind: str = "images") -> tuple[int, int]:
 
 
 FIGURES = ("curves", "figure1", "figure2", "figure3", "figure4", "figure5a", "figure5b", "figure5c", "table1",
-           "table3", "figure7", "detection", "detection_epochs", "noise")
+           "table3", "figure7", "detection", "detection_epochs", "noise", "localize_precision",
+           "localize_units_to_flip", "localize_forget_keep", "memorization_histogram")
 
 
 def test_every_figure_of_the_report_loads_in_chromium_as_png_and_svg(report_index, tmp_path):
