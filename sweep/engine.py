@@ -722,15 +722,17 @@ def describe(grid: Grid, opts: Options) -> list[str]:
     todo_by_run: dict[str, Counter[str]] = {}
     for task in plan.todo:
         todo_by_run.setdefault(task.cfg.run_id, Counter())[task.probe] += 1
-    lines, total_bytes = plan.damage_lines(), 0
+    lines, total_bytes, pack_peak = plan.damage_lines(), 0, 0
     per_run = len(grid.runs) <= SCREEN_RUNS
     for cfg in grid.runs:
         n_params = _n_params(cfg.arch, cfg.dataset, cfg.width, cfg.variant)
         kept = checkpoint_epochs(cfg, grid.analysis, aux)
         n_kept = train_epochs(cfg) + 1 if kept is None else len(kept)
-        # the kept epochs and the resume state; a pack: the resume state of each of its models (no epochs)
+        # the kept epochs and the resume state; a pack keeps nothing once done (sweep.packs.execute_pack removes its
+        # resume state), and holds its models' state only while it trains
         ckpt = n_params * 4 * 3 * len(cfg.models) if cfg.subsets else n_params * 4 * n_kept + n_params * 4 * 3
-        total_bytes += ckpt
+        pack_peak = max(pack_peak, ckpt) if cfg.subsets else pack_peak
+        total_bytes += 0 if cfg.subsets else ckpt
         if not per_run:
             continue
         counts = todo_by_run.get(cfg.run_id, Counter())
@@ -746,6 +748,9 @@ def describe(grid: Grid, opts: Options) -> list[str]:
     lines.append(f"{len(grid.runs)} runs, {len(plan.todo)} probe tasks to run; checkpoints need about "
                  f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node; "
                  f"keep_checkpoints = {grid.analysis.keep_checkpoints!r})")
+    if pack_peak:
+        lines.append(f"each pack also holds up to {pack_peak / 2**20:,.1f} MiB of resume state while it trains, and "
+                     "removes it when done")
     return lines
 
 

@@ -144,25 +144,27 @@ _PAPER_DATA = ["cifar10", "mnist", "svhn"]
 _LOCALIZE_SMOKE = {"localize_clean": 3, "localize_noisy": 3, "localize_cap": 10, "localize_chunk": 6,
                    "inject_targets": 2, "inject_units": 32, "inject_steps": 100, "ig_steps": 4, "slimming_steps": 10,
                    "hard_concrete_steps": 10}
-# demo: 5 + 5 targets and cap 20 (ladder k = 1, 2, 3, 5, 8, 13, 20): at 10 + 10 and cap 40 the probe took 234 s on
-# the tied MLP, 152 s on the standard one and 201 s on the width-0.25 ResNet-9 (2 loaded cores), most of it in the
-# localizers (greedy and zero_out about 1-2 s a target each) and, on the ResNet-9, the ladder's edited accuracies
-_LOCALIZE_DEMO = {"localize_clean": 5, "localize_noisy": 5, "localize_cap": 20, "localize_chunk": 10,
-                  "inject_targets": 5, "inject_units": 32, "inject_steps": 100, "ig_steps": 8, "slimming_steps": 50,
+# demo: 3 + 3 targets and cap 13 (ladder k = 1, 2, 3, 5, 8, 13): at 5 + 5, cap 20 and 5 injected targets the six
+# localize tasks took 40-75 s each of a 10 min 34 s demo on 2 cores (zero_out about 1 s a target, greedy 0.3 s)
+_LOCALIZE_DEMO = {"localize_clean": 3, "localize_noisy": 3, "localize_cap": 13, "localize_chunk": 6,
+                  "inject_targets": 3, "inject_units": 32, "inject_steps": 100, "ig_steps": 8, "slimming_steps": 50,
                   "hard_concrete_steps": 50}
 # Held-out memorization (Feldman & Zhang 2020): subset models of each standard run, trained in packs (sweep.packs).
-# smoke: one pack of 8 (scores exist, with few models each example is in or out of); demo: one pack of 4 per
-# standard MLP run, the most its time budget allows (a pack of 4 of its 60-epoch MLPs: 118 s on one core of a
-# loaded 2-core machine; a pack of 16: 233 s)
+# smoke and demo: one pack of 8 per standard MLP run (each example in or out of a few models: scores exist, with
+# wide standard errors; a demo pack of 16 took 91-112 s on 2 busy cores and gave mem AUROC 0.99 / 0.985 for the
+# mislabeled examples of seeds 0 / 1)
 _SUBSETS_SMOKE = {"subsets": 8, "pack": 8}
-_SUBSETS_DEMO = {"subsets": 4, "pack": 4}
+_SUBSETS_DEMO = {"subsets": 8, "pack": 8}
+# the memorization probe's flipping and localizers on the three target sets, and the influence pairs kept
+_MEM_SMOKE = {"mem_targets": 3, "mem_influence_top": 10}
+_MEM_DEMO = {"mem_targets": 3, "mem_influence_top": 20}
 
 BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
     "smoke": (
         [{**_DIGITS, "arch": "mlp", "variant": ["standard", "tied", "dropout", "sparse"], "noise": 0.1, "seed": 0,
           "epochs": 20, "cv_folds": 2, "ssft": True, **_CURVATURE_SMOKE, **_SUBSETS_SMOKE}],
         {"rewind_epochs": [0, 4, 8], "retrain_epochs": 4, "flip_clean": 12, "flip_noisy": 12, "flip_cap": 60,
-         "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12, **_LOCALIZE_SMOKE},
+         "flip_population": 128, "flip_eval_size": 200, "flip_chunk": 12, **_LOCALIZE_SMOKE, **_MEM_SMOKE},
     ),
     "demo": (
         # batch 256 x 60 epochs: standard dropout p=0.4 memorizes digits' noisy labels only this long (Table 3).
@@ -174,7 +176,8 @@ BUILTIN: dict[str, tuple[list[dict[str, object]], dict[str, object]]] = {
          {**_DIGITS, "arch": "resnet9", "width": 0.25, "variant": "standard", "noise": 0.1, "seed": [0, 1],
           "epochs": 20, **_CURVATURE_DEMO_RESNET}],
         {"rewind_epochs": [0, 2, 4, 6, 8, 10, 12, 14], "retrain_epochs": 10, "flip_clean": 50, "flip_noisy": 50,
-         "flip_cap": 200, "flip_population": 256, "flip_eval_size": 300, "flip_chunk": 50, **_LOCALIZE_DEMO},
+         "flip_cap": 200, "flip_population": 256, "flip_eval_size": 300, "flip_chunk": 50, **_LOCALIZE_DEMO,
+         **_MEM_DEMO},
     ),
     "paper": (
         [{"dataset": _PAPER_DATA, "arch": ["resnet9", "resnet50"], "noise": 0.1, "seed": 0, "epochs": 50,
@@ -199,10 +202,11 @@ _DETECT = {"arch": "resnet9", "width": 1.0, "variant": "standard", "noise": [0.0
 BUILTIN["detect"] = ([{"dataset": "cifar10", **_DETECT}, {"dataset": "fashion-mnist", **_DETECT}], {})
 # Held-out memorization scores for a cluster: Feldman & Zhang's M = 2,000 subset models on 70% subsets of each
 # dataset, for the paper's ResNet-9 standard runs (50 epochs, batch 512, 10% noise) on its three datasets and on
-# Fashion-MNIST; packs as large as one device holds (sweep.packs.auto_pack). `--dry-run` states the trials, packs
-# and storage.
+# Fashion-MNIST. Packs of 12: what one 80 GB GPU holds of the width-1 ResNet-9 at batch 512 (sweep.packs.auto_pack
+# with device_memory = 80 GB; without a device size it plans for a CPU node, 1 per pack, 8,004 trials), so the grid
+# is 668 Tune trials, the hundreds Tune is made for. `--dry-run` states the trials, packs and storage.
 _MEMORIZATION = {"arch": "resnet9", "variant": "standard", "noise": 0.1, "seed": 0, "epochs": 50, "batch_size": 512,
-                 "subsets": 2000, "subset_fraction": 0.7}
+                 "subsets": 2000, "subset_fraction": 0.7, "pack": 12}
 BUILTIN["memorization"] = ([{"dataset": [*_PAPER_DATA, "fashion-mnist"], **_MEMORIZATION}], {})
 
 

@@ -126,9 +126,12 @@ def test_a_killed_pack_resumes_from_its_saved_epoch(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         execute_pack(cfg, store, CPU, on_epoch=kill, keep_weights=True)
     assert records.read(store, records.run_record_path(cfg.run_id)) is None
+    state = f"checkpoints/{cfg.run_id}/state.pt"
+    assert store.exists(state)  # what the rerun resumes from
     seen: list[int] = []
     execute_pack(cfg, store, CPU, on_epoch=lambda row: seen.append(int(row["epoch"])), keep_weights=True)
     assert seen == [3, 4]  # epochs 1-2 came from the saved state
+    assert not store.exists(state)  # a finished pack keeps no resume state
     whole = Store(str(tmp_path / "whole"))
     execute_pack(cfg, whole, CPU, keep_weights=True)
     resumed = store.load_torch(f"checkpoints/{cfg.run_id}/models.pt")
