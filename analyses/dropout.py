@@ -14,16 +14,15 @@ from matplotlib.patches import Patch
 from analyses import paper
 from analyses.plotting import (
     PERCENT,
-    TEXT_PT,
     Output,
     config_label,
     config_title,
     configs,
     errorbars,
     legend_below,
-    new_figure,
     seed_points,
     styled,
+    thumbnail_gallery,
     wrap_grid,
 )
 from analyses.stats import across_seeds, group_columns
@@ -292,26 +291,5 @@ def figure7(
 
 def _gallery(shown: list[tuple[dict, pd.DataFrame, np.ndarray, np.ndarray]]):
     """One row block of thumbnails per configuration, each titled with its id, label and seed count."""
-    cols = 8
-    blocks = [(config, rows, x, y, max(1, math.ceil(len(rows) / cols))) for config, rows, x, y in shown]
-    total = sum(b[4] for b in blocks)
-    fig = new_figure(cols * 1.3, total * 1.5 + 0.45 * len(blocks))
-    subfigs = fig.subfigures(len(blocks), 1, height_ratios=[b[4] for b in blocks], squeeze=False)[:, 0]
-    for sub, (config, rows, x, y, n_rows) in zip(subfigs, blocks, strict=False):
-        sub.suptitle(config_label(config))
-        axes = sub.subplots(n_rows, cols, squeeze=False).ravel()
-        for ax in axes:
-            ax.set_axis_off()
-        for ax, row in zip(axes, rows.itertuples(index=False), strict=False):
-            image = x[int(row.example_id)]
-            image = np.moveaxis(image, 0, -1) if image.ndim == 3 else image
-            lo, hi = float(image.min()), float(image.max())
-            image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-            if image.ndim == 3 and image.shape[-1] == 1:
-                image = image[..., 0]
-            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-            ax.set_title(
-                f"#{row.example_id} label {int(y[int(row.example_id)])}\n{row.forgotten_in}/{row.runs} seeds",
-                fontsize=TEXT_PT,
-            )
-    return fig
+    return thumbnail_gallery(shown, lambda row, label: f"#{row.example_id} label {label}\n"
+                                                       f"{row.forgotten_in}/{row.runs} seeds")

@@ -271,3 +271,28 @@ def layer_labels(table: pd.DataFrame) -> pd.Series:
     if "layer_name" in table.columns:
         return table["layer"].astype(int).astype(str) + " " + table["layer_name"].astype(str)
     return table["layer"].astype(int).astype(str)
+
+
+def thumbnail_gallery(shown: Sequence[tuple[dict, pd.DataFrame, np.ndarray, np.ndarray]],
+                      caption: Callable[[object, int], str], cols: int = 8) -> Figure:
+    """One block of thumbnails per configuration (config, rows with `example_id`, images x, labels y), each image
+    scaled to its own range and titled `caption(row, label)`: the galleries of Figure 7 and of the highest-mem
+    clean examples draw the same way."""
+    blocks = [(config, rows, x, y, max(1, math.ceil(len(rows) / cols))) for config, rows, x, y in shown]
+    fig = new_figure(cols * 1.3, sum(b[4] for b in blocks) * 1.5 + 0.45 * len(blocks))
+    subfigs = fig.subfigures(len(blocks), 1, height_ratios=[b[4] for b in blocks], squeeze=False)[:, 0]
+    for sub, (config, rows, x, y, n_rows) in zip(subfigs, blocks, strict=True):
+        sub.suptitle(config_label(config))
+        axes = sub.subplots(n_rows, cols, squeeze=False).ravel()
+        for ax in axes:
+            ax.set_axis_off()
+        for ax, row in zip(axes, rows.itertuples(index=False), strict=False):
+            image = x[int(row.example_id)]
+            image = np.moveaxis(image, 0, -1) if image.ndim == 3 else image
+            lo, hi = float(image.min()), float(image.max())
+            image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+            if image.ndim == 3 and image.shape[-1] == 1:
+                image = image[..., 0]
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(caption(row, int(y[int(row.example_id)])), fontsize=TEXT_PT)
+    return fig

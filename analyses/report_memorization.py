@@ -11,7 +11,6 @@ high-mem ones?). Every number is across seeds with the intervals of analyses.sta
 from __future__ import annotations
 
 import html
-import math
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from matplotlib.figure import Figure
 from analyses.dropout import ImageLoader, dataset_images
 from analyses.load import Results
 from analyses.memorization import flip_summary, forgotten_mem, mem_detection, mem_histograms, top_clean
-from analyses.plotting import TEXT_PT, config_label, configs, new_figure, styled
+from analyses.plotting import configs, styled, thumbnail_gallery
 from analyses.report_detection import Writer
 from analyses.stats import across_seeds, format_summary, group_columns
 
@@ -36,25 +35,8 @@ def gallery(top: pd.DataFrame, images: dict[str, tuple[np.ndarray, np.ndarray]],
               if config.get("dataset") in images]
     if not blocks:
         return None
-    heights = [max(1, math.ceil(len(rows) / cols)) for _, rows, _ in blocks]
-    fig = new_figure(cols * 1.3, sum(heights) * 1.5 + 0.45 * len(blocks))
-    subfigs = fig.subfigures(len(blocks), 1, height_ratios=heights, squeeze=False)[:, 0]
-    for sub, (config, rows, (x, y)), n_rows in zip(subfigs, blocks, heights, strict=True):
-        sub.suptitle(config_label(config))
-        axes = sub.subplots(n_rows, cols, squeeze=False).ravel()
-        for ax in axes:
-            ax.set_axis_off()
-        for ax, row in zip(axes, rows.itertuples(index=False), strict=False):
-            image = x[int(row.example_id)]
-            image = np.moveaxis(image, 0, -1) if image.ndim == 3 else image
-            lo, hi = float(image.min()), float(image.max())
-            image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-            if image.ndim == 3 and image.shape[-1] == 1:
-                image = image[..., 0]
-            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-            ax.set_title(f"#{row.example_id} label {int(y[int(row.example_id)])}\nmem {row.mem:.2f}",
-                         fontsize=TEXT_PT)
-    return fig
+    shown = [(config, rows, x, y) for config, rows, (x, y) in blocks]
+    return thumbnail_gallery(shown, lambda row, label: f"#{row.example_id} label {label}\nmem {row.mem:.2f}", cols)
 
 
 def _gallery_part(memorization: pd.DataFrame, w: Writer, loader: ImageLoader) -> str:

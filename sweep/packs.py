@@ -65,12 +65,12 @@ from sweep import records
 from sweep.config import RunConfig
 from sweep.data import SHAPES, Dataset
 from sweep.dropout import _GOLDEN, _MASK32, _mix_, _salt
-from sweep.errors import DamagedFile, UserError
+from sweep.errors import UserError
 from sweep.models.for_run import build_model_for
 from sweep.records import Record
 from sweep.schedule import MOMENTUM, WEIGHT_DECAY, lr_at
 from sweep.store import FileEntry, Store, table_for, with_run_columns
-from sweep.train import Prepared, checkpoint_dir, prepare, write_progress
+from sweep.train import Prepared, checkpoint_dir, prepare, saved_state, write_progress
 
 # Hash purposes: the third key part of each stream, so membership, initialisation and batch order never share one.
 MEMBERSHIP, INIT, ORDER = 1, 2, 3
@@ -402,13 +402,8 @@ class PackTrainer:
 
 def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
     """The saved state to continue from, or None (none, unreadable, another version: train from the start)."""
-    rel = f"{checkpoint_dir(cfg)}/state.pt"
-    if not store.exists(rel):
-        return None
-    try:
-        state = store.load_torch(rel)
-    except DamagedFile as exc:
-        print(f"pack {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
+    state = saved_state(store, cfg, "pack")
+    if state is None:
         return None
     if state.get("trainer", {}).get("version") != STATE_VERSION:
         print(f"pack {cfg.run_id}: the saved state is of another version; training it from the start",

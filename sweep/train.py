@@ -410,17 +410,25 @@ def run_is_complete(store: Store, cfg: RunConfig) -> bool:
     return record is not None and problem is None
 
 
-def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
-    """The saved state to continue from, or None to train from the start: when there is none, when it is
-    unreadable, or when an epoch checkpoint it lists is missing or cut short (say, deleted by hand); resuming
-    past such a hole would leave the run without that epoch for good."""
+def saved_state(store: Store, cfg: RunConfig, kind: str = "run") -> dict | None:
+    """The training's saved resume state (checkpoints/<run_id>/state.pt), or None when there is none or it cannot
+    be read (said on stderr: the training then starts over, which is always safe). Runs and packs share this."""
     rel = f"{checkpoint_dir(cfg)}/state.pt"
     if not store.exists(rel):
         return None
     try:
-        state = store.load_torch(rel)
+        return store.load_torch(rel)
     except DamagedFile as exc:
-        print(f"run {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
+        print(f"{kind} {cfg.run_id}: {exc}; training it from the start", file=sys.stderr)
+        return None
+
+
+def _resume_state(store: Store, cfg: RunConfig) -> dict | None:
+    """The saved state to continue from, or None to train from the start: when there is none, when it is
+    unreadable, or when an epoch checkpoint it lists is missing or cut short (say, deleted by hand); resuming
+    past such a hole would leave the run without that epoch for good."""
+    state = saved_state(store, cfg)
+    if state is None:
         return None
     if state.get("trainer", {}).get("version", 1) < Trainer.STATE_VERSION:  # before today's per-example signals
         print(f"run {cfg.run_id}: the saved state predates the training-pass signals; training it from the start",

@@ -727,17 +727,24 @@ def population_ids(n_train: int, size: int, seed: int) -> torch.Tensor:
     return torch.randperm(n_train, generator=_generator(seed, "flip-population"))[:size]
 
 
+def eval_picks(run: RunData, size: int | None, seed: int) -> list[tuple[str, torch.Tensor]]:
+    """The fixed evaluation sample's ids, (part, sorted ids on the run's device) for part clean and noisy (training
+    ids) and test (test ids): up to `size` of each, drawn by seed. Every analysis that reports collateral damage
+    measures it on these same examples."""
+    noisy = run.is_noisy.cpu()
+    picks = []
+    for part, pool in (("clean", torch.nonzero(~noisy).flatten()), ("noisy", torch.nonzero(noisy).flatten()),
+                       ("test", torch.arange(len(run.data.test)))):
+        pick = pool[torch.randperm(len(pool), generator=_generator(seed, f"flip-eval-{part}"))[:size]]
+        picks.append((part, pick.sort().values.to(run.device)))
+    return picks
+
+
 def eval_parts(run: RunData, size: int | None, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The fixed evaluation sample: (x, y) for clean train, noisy train (noisy labels) and test."""
     train, test = run.data.train, run.data.test
-    noisy = run.is_noisy.cpu()
-    parts = []
-    for part, pool in (("clean", torch.nonzero(~noisy).flatten()), ("noisy", torch.nonzero(noisy).flatten()),
-                       ("test", torch.arange(len(test)))):
-        pick = pool[torch.randperm(len(pool), generator=_generator(seed, f"flip-eval-{part}"))[:size]]
-        pick = pick.sort().values.to(run.device)
-        parts.append((test.x[pick], test.y[pick]) if part == "test" else (train.x[pick], run.labels[pick]))
-    return parts
+    return [(test.x[pick], test.y[pick]) if part == "test" else (train.x[pick], run.labels[pick])
+            for part, pick in eval_picks(run, size, seed)]
 
 
 def empty_flips() -> pd.DataFrame:

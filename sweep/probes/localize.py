@@ -46,6 +46,7 @@ from sweep.probes.flip import (
     UnitSpace,
     _generator,
     chunk_order,
+    eval_picks,
     population_ids,
     predict_plain,
     select_targets,
@@ -164,17 +165,8 @@ def eval_sample(run: RunData, size: int | None, seed: int) -> list[EvalPart]:
     """The flip probe's fixed evaluation sample (`sweep.probes.flip.eval_parts`: the same draws), with the
     training parts' example ids, which mode `tied` forwards them with."""
     train, test = run.data.train, run.data.test
-    noisy = run.is_noisy.cpu()
-    parts = []
-    for part, pool in (("clean", torch.nonzero(~noisy).flatten()), ("noisy", torch.nonzero(noisy).flatten()),
-                       ("test", torch.arange(len(test)))):
-        pick = pool[torch.randperm(len(pool), generator=_generator(seed, f"flip-eval-{part}"))[:size]]
-        pick = pick.sort().values.to(run.device)
-        if part == "test":
-            parts.append(EvalPart(part, test.x[pick], test.y[pick], None))
-        else:
-            parts.append(EvalPart(part, train.x[pick], run.labels[pick], pick))
-    return parts
+    return [EvalPart(part, test.x[pick], test.y[pick], None) if part == "test"
+            else EvalPart(part, train.x[pick], run.labels[pick], pick) for part, pick in eval_picks(run, size, seed)]
 
 
 # Scoring ---------------------------------------------------------------------------------------------------------
