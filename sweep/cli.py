@@ -274,6 +274,9 @@ def _run_and_report(args: argparse.Namespace, grid: Grid, opts: Options, selecti
     if summary.failures or not summary.tally.complete:
         for failure in summary.failures:
             print(f"FAILED {failure}", file=sys.stderr)
+        if summary.failures:
+            print(f"whole tracebacks: {opts.results}/_failed/runs/<run_id>.txt and _failed/tasks/<task>.txt "
+                  "(--status names each)", file=sys.stderr)
         if logs:
             print(f"worker logs (tracebacks): {logs}/logs", file=sys.stderr)
         print(f"error: the sweep is not complete ({summary.tally}); rerun the same command to retry what failed",

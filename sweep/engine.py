@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,7 +62,7 @@ from sweep.probes import PROBES, Probe
 from sweep.progress import Progress, ProgressView, pack_label
 from sweep.schemas import TABLES, catalogue
 from sweep.ssft import train_epochs
-from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure
+from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure, write_traceback
 from sweep.store import FAULT_ENV, Store, table_for, with_run_columns
 from sweep.summary import SCREEN_RUNS, summary_lines
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
@@ -184,10 +185,25 @@ def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None 
                         keep=None if keep is None else set(keep), compile=compiled.wanted(opts.compile, device),
                         data=data)
     except Exception as exc:  # noqa: BLE001 - reported to the driver as this run's failure
+        # kept before a retry too: if every try fails, this is the last one's (a try that then succeeds leaves a
+        # traceback without a note, which --status ignores and the next sweep clears)
+        _keep_traceback(store, run_failure_path(cfg.run_id), traceback.format_exc())
         if _transient(exc):
             raise
         traceback.print_exc()
         tune.report({"error": first_line(exc)})
+
+
+def _keep_traceback(store: Store, note: str, text: str) -> None:
+    """A failed training's whole traceback where a person looks for it: beside its failure note in the results
+    folder (`_failed/runs/<run_id>.txt`) and as Tune's own `error.txt` in the trial's folder (which Tune writes only
+    for a raised error; ours are reported as results, so that Tune does not retry what cannot heal)."""
+    write_traceback(store, note, text)
+    with suppress(Exception):  # no trial folder (a test calling the trainable directly): the note's copy is enough
+        trial_dir = tune.get_context().get_trial_dir()
+        if trial_dir:
+            with open(os.path.join(trial_dir, "error.txt"), "w") as f:
+                f.write(text)
 
 
 @ray.remote(max_retries=2, retry_exceptions=list(TRANSIENT))
@@ -334,6 +350,10 @@ class _Driver:
                     _, seconds = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a failed task is reported, the rest go on
                     self.progress.task_finished(task.probe, None, ok=False)
+                    # Ray's error carries the worker's traceback as text: kept whole beside the note
+                    write_traceback(self.store, task_failure_path(task.file_name),
+                                    f"{task.label} failed in a Ray worker: {first_line(exc)}\n\n"
+                                    + re.sub(r"\x1b\[[0-9;]*m", "", str(exc)) + "\n")
                     self.fail_task(task, first_line(exc))
                 else:
                     self.tasks_run += 1

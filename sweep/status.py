@@ -8,7 +8,8 @@ whether a driver holds the folder's lock now. It never writes, so it works from 
 sweep runs.
 
 Failure notes: the driver writes one small JSON per failed unit, `_failed/runs/<run_id>.json` and
-`_failed/tasks/<run_id>-<analysis>-<shard>.json` (the error's first line, the time, the host), and removes the
+`_failed/tasks/<run_id>-<analysis>-<shard>.json` (the error's first line, the time, the host) with the whole
+traceback beside it (`.txt`: the worker writes a training's, the driver a task's), and removes the
 notes of a grid's units when a sweep over them starts (it tries them all again). A finished unit shows `done`
 whatever notes it has (say, a run that `python -m sweep.train` finished after a sweep failed it), and a run
 trained on since its note was written shows its epoch. Table readers skip folders starting with '_', so notes
@@ -44,6 +45,11 @@ def task_failure_path(file_name: str) -> str:
     return f"{FAILED_TASKS}/{file_name}.json"
 
 
+def traceback_path(rel: str) -> str:
+    """Where a failure note's whole traceback lives: beside the note, `.txt` for `.json`."""
+    return rel.removesuffix(".json") + ".txt"
+
+
 def write_failure(store: Store, rel: str, unit: str, error: str) -> None:
     """Leave a note that `unit` failed with `error` (one line). A storage error here is swallowed: the note is a
     convenience for --status, never a reason to stop the sweep that is reporting the failure anyway."""
@@ -53,6 +59,21 @@ def write_failure(store: Store, rel: str, unit: str, error: str) -> None:
         store.write_bytes(rel, json.dumps(note).encode())
 
 
+def write_traceback(store: Store, rel: str, text: str) -> str:
+    """The whole traceback of a failed unit beside its note (`traceback_path(rel)`), so nobody has to search Ray's
+    session logs for it; returns where it went. Swallows storage errors, as `write_failure` does."""
+    where = traceback_path(rel)
+    with suppress(OSError):
+        store.write_bytes(where, text.encode())
+    return where
+
+
+def _see(store: Store, listed: set[str], rel: str) -> str:
+    """' (traceback: <path>)' when the note at `rel` has its traceback file in the listing, else ''."""
+    where = traceback_path(rel)
+    return f" (traceback: {store.path(where)})" if where.rpartition("/")[2] in listed else ""
+
+
 def clear_failures(store: Store, rels: Iterable[str]) -> None:
     """Remove the notes at `rels` that exist (one listing per notes folder, then one delete per note found)."""
     listings: dict[str, set[str]] = {}
@@ -60,9 +81,10 @@ def clear_failures(store: Store, rels: Iterable[str]) -> None:
         folder, _, name = rel.rpartition("/")
         if folder not in listings:
             listings[folder] = set(store.list(folder))
-        if name in listings[folder]:
-            with suppress(OSError):
-                store.delete(rel)
+        for note in (name, traceback_path(name)):  # the note and its traceback
+            if note in listings[folder]:
+                with suppress(OSError):
+                    store.delete(f"{folder}/{note}")
 
 
 def read_json(store: Store, rel: str) -> dict | None:
@@ -124,7 +146,8 @@ def status_lines(store: Store, grid: Grid, probes: dict[str, Probe], now: float 
         if cfg.run_id not in pending:
             state, key = "done", "done"
         elif note is not None:
-            state, key = f"failed: {note.get('error')}", "failed"
+            state, key = f"failed: {note.get('error')}{_see(store, failed_runs, run_failure_path(cfg.run_id))}", \
+                "failed"
         elif cfg.run_id in plan.damaged_runs:
             state, key = f"not started ({plan.damaged_runs[cfg.run_id]}: a sweep trains it again)", "not started"
         elif progress is not None:
@@ -154,7 +177,8 @@ def status_lines(store: Store, grid: Grid, probes: dict[str, Probe], now: float 
         if f"{task.file_name}.json" in failed_tasks:
             note = read_json(store, task_failure_path(task.file_name))
             if note is not None:
-                lines.append(f"  failed: {task.label}: {note.get('error')}")
+                lines.append(f"  failed: {task.label}: {note.get('error')}"
+                             f"{_see(store, failed_tasks, task_failure_path(task.file_name))}")
     if plan.conflicts:
         lines.append(f"{len(plan.conflicts)} analysis result(s) were made with other settings than this grid's "
                      f"(first: {plan.conflicts[0]}); a sweep refuses to add to them")

@@ -448,7 +448,10 @@ def test_a_bug_fails_once_with_its_run_id_and_the_rest_completes(cluster, tmp_pa
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert failed == [f"FAILED training {broken}: KeyError: 'model'"]
-    assert "worker logs (tracebacks): " in proc.stderr
+    assert "worker logs (tracebacks): " in proc.stderr and "whole tracebacks: " in proc.stderr
+    for whole in (results / "_failed" / "runs" / f"{broken}.txt", results / "_tune" / "sweep-smoke" / broken /
+                  "error.txt"):  # beside the note, and where Tune users look
+        assert whole.read_text().startswith("Traceback") and "KeyError: 'model'" in whole.read_text(), whole
     assert f"error: the sweep is not complete ({len(runs) - 1} of {len(runs)} runs" in proc.stderr
     assert not (results / "report").exists()
     trial_results = (results / "_tune" / "sweep-smoke" / broken / "result.json").read_text().splitlines()

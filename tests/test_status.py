@@ -190,9 +190,16 @@ def test_a_real_sweep_notes_its_failures_and_a_rerun_that_finishes_them_shows_do
     assert run_note["error"].startswith("FileExistsError: ") and task_note["error"].startswith("IsADirectoryError: ")
     assert abs(run_note["time"] - time.time()) < 600
     lines, out = status(results, *args)
-    assert run_line(lines, tied.run_id) == f"failed: {run_note['error']}", out
+    run_txt = results / "_failed" / "runs" / f"{tied.run_id}.txt"
+    task_txt = results / "_failed" / "tasks" / f"{dropout.run_id}-dropout-all.txt"
+    assert run_txt.read_text().startswith("Traceback") and "FileExistsError" in run_txt.read_text()
+    task_text = task_txt.read_text()  # the first line, then the worker's frames as Ray sends them
+    assert task_text.startswith(f"dropout all of {dropout.run_id} failed in a Ray worker: {task_note['error']}")
+    assert 'in _probe_task' in task_text and "Is a directory" in task_text and "\x1b[" not in task_text
+    assert "whole tracebacks: " in first.stderr
+    assert run_line(lines, tied.run_id) == f"failed: {run_note['error']} (traceback: {run_txt})", out
     assert run_line(lines, dropout.run_id) == "done", out
-    assert f"  failed: dropout all of {dropout.run_id}: {task_note['error']}" in lines, out
+    assert f"  failed: dropout all of {dropout.run_id}: {task_note['error']} (traceback: {task_txt})" in lines, out
     assert "analysis tasks: 0 done, 2 left (of 2)" in lines
 
     (results / "checkpoints" / tied.run_id).unlink()  # the way cleared
