@@ -193,7 +193,7 @@ def test_every_detection_signal_is_scored_on_the_smoke_sweep(smoke):
 
     results = Results(smoke[0])
     tables = {n: results.table(n) for n in ("examples", "flips", "dropout_examples", "oos_predictions", "runs",
-                                            "ssft", "aux_runs")}
+                                            "ssft", "aux_runs", "memorization")}
     per_run = detection_per_run(**tables)
     assert set(per_run["signal"]) == set(SIGNALS)
     assert per_run["auroc"].between(0, 1).all() and per_run["average_precision"].between(0, 1).all()
@@ -280,11 +280,14 @@ def test_damaged_files_are_found_in_one_line_each_and_redone_with_what_depends_o
     assert f"run {standard}: checkpoints/{standard}/epoch_020.pt has 1000 bytes, recorded {size}" in said
     assert f"run {runs['tied']}: checkpoints/{runs['tied']}/epoch_020.pt is missing" in said
     assert f"run {runs['sparse']}: runs/{runs['sparse']}.parquet has 4 bytes" in said
-    # the standard run's tasks (those that read its pack too: the run they score is new) and two dropout tasks
+    # every task of the three runs trained again (the standard run's include those reading its pack: the run they
+    # score is new; the tied and sparse runs' dropout tasks, and the tied run's localize task)
     from sweep.plan import auxiliary_by_base, selected_probes, tasks_for
 
     grid = load_grid("smoke")
-    redone = len(tasks_for(grid.runs[0], selected_probes(None), grid.analysis, auxiliary_by_base(grid.runs))) + 2
+    aux = auxiliary_by_base(grid.runs)
+    retrained = [c for c in grid.runs if c.run_id in (standard, runs["tied"], runs["sparse"])]
+    redone = sum(len(tasks_for(c, selected_probes(None), grid.analysis, aux)) for c in retrained)
     assert f"(this call trained 3 runs and ran {redone} analysis tasks)" in proc.stdout
     check_complete(results)
     assert final.stat().st_size == size and (results / "checkpoints" / runs["tied"] / "epoch_020.pt").exists()
