@@ -92,6 +92,13 @@ FLIP_RULE = Column("flip_units", STR, "", "the unit rule (analysis setting `flip
                    "code: each conv filter (output channel), and one value at a time every BatchNorm scale and "
                    "shift, bias and linear weight, the classifier's included")
 
+# Where a unit sits (flip_units, localize_units): its module and its index there.
+UNIT_MODULE = Column("module", STR, "", "rule `outputs`: module path inside the model (e.g. `conv1.conv`); rule "
+                     "`paper`: parameter path (e.g. `conv1.conv.weight`, `conv1.bn.bias`, `fc.weight`)")
+UNIT_INDEX = Column("unit", INT, "", "rule `outputs`: the output channel/feature of the module; rule `paper`: the "
+                    "output channel for a conv weight, else the value's index in the flattened (row-major) tensor: "
+                    "a BatchNorm channel, or class * in_features + feature for a linear weight such as `fc.weight`")
+
 RUN_COLUMNS = (
     Column("run_id", STR, "", "the run: `<dataset>-<arch>-<variant>-n<noise>-s<seed>-<digest of every field>`"),
     Column("dataset", STR, "", "digits, fashion-mnist, mnist, cifar10, svhn, or synthetic / synthetic-small "
@@ -283,11 +290,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         EXAMPLE_ID, IS_NOISY,
         Column("step", INT, "", "removal order, from 0"),
         LAYER, LAYER_NAME,
-        Column("module", STR, "", "rule `outputs`: module path inside the model (e.g. `conv1.conv`); rule "
-               "`paper`: parameter path (e.g. `conv1.conv.weight`, `conv1.bn.bias`, `fc.weight`)"),
-        Column("unit", INT, "", "rule `outputs`: the output channel/feature of the module; rule `paper`: the "
-               "output channel for a conv weight, else the value's index in the flattened (row-major) tensor: "
-               "a BatchNorm channel, or class * in_features + feature for a linear weight such as `fc.weight`"),
+        UNIT_MODULE, UNIT_INDEX,
         FLIP_RULE,
     ), "In which layers sit the units removed to flip mislabeled examples?",
         'fu = pd.read_parquet("results/flip_units")\n'
@@ -408,11 +411,7 @@ LOCALIZE_TABLES = (
         LOC_TRUTH, LOC_MODE, LOC_LOCALIZER, *LOC_TARGET,
         Column("rank", INT, "", "position in the localizer's ranking, from 0 (most responsible)"),
         LAYER, LAYER_NAME,
-        Column("module", STR, "", "rule `outputs`: module path inside the model (e.g. `conv1.conv`); rule "
-               "`paper`: parameter path (e.g. `conv1.conv.weight`, `conv1.bn.bias`, `fc.weight`)"),
-        Column("unit", INT, "", "rule `outputs`: the output channel/feature of the module; rule `paper`: the "
-               "output channel for a conv weight, else the value's index in the flattened (row-major) tensor: "
-               "a BatchNorm channel, or class * in_features + feature for a linear weight such as `fc.weight`"),
+        UNIT_MODULE, UNIT_INDEX,
         Column("global_unit", INT, "", "the unit's global index (layers in forward order, then channel): the "
                "numbering of sweep.probes.flip.UnitSpace"),
         Column("score", FLOAT, "score", "the localizer's score (higher = more responsible; its scale is the method's)"),
