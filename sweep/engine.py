@@ -95,6 +95,9 @@ class Options:
     verify: bool = False  # check every recorded file's SHA-256 before skipping work (sizes are always checked)
     share_data: bool = True  # each dataset loaded once by the driver, read from each node's object store
     compile: str = "auto"  # torch.compile for trainings: auto = on CUDA (sweep.compiled)
+    # user modules (names or resolved .py paths) every worker imports before it resolves a name (sweep.plugins)
+    plugins: tuple[str, ...] = ()
+    loggers: tuple[str, ...] = ()  # experiment trackers added to Tune and fed the analysis metrics (sweep.trackers)
 
     def resolved(self) -> Options:
         """Local paths made absolute against the driver's working directory, URIs unchanged: trials and tasks
