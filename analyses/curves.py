@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analyses.panels import share_axes
 from analyses.plotting import (
     ACC_COLOURS,
     PERCENT,
@@ -46,5 +47,6 @@ def training_curves(epochs: pd.DataFrame) -> Output:
         integer_ticks(ax)
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)
+    share_axes(axes, x=True)
     legend_below(fig, axes, ncols=2)
     return Output(table, fig)

@@ -33,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 from analyses.load import ordinary
+from analyses.panels import paper_mark, share_axes
 from analyses.plotting import (
     Output,
     config_label,
@@ -44,10 +46,11 @@ from analyses.plotting import (
     configs,
     errorbars,
     legend_below,
-    panel_grid,
     seeds,
     styled,
+    wrap_grid,
 )
+from analyses.published import anchors_for
 from analyses.signals import REGISTRY, SKIPPED_COLUMNS, Absent, Signal, Tables
 from analyses.stats import across_seeds, group_columns
 
@@ -298,42 +301,61 @@ def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
 
 @styled
 def summarise(per_run: pd.DataFrame) -> Output:
-    """The summary table and its figure: one row of panels per configuration, one panel per example set, a
-    group of bars per signal (AUROC, average precision, precision at the rate, each a mean across seeds with its
-    95% interval), chance as lines (AUROC 0.5; precision and average precision = the set's share of noisy)."""
+    """The summary table and its figure: one panel per configuration and example set that has rows (rows of at
+    most one panel per set, so a configuration without a flip subset leaves no empty slot), one y range for all,
+    a group of bars per signal (AUROC, average precision, precision at the rate, each a mean across seeds with its
+    95% interval), chance as lines (AUROC 0.5; precision and average precision = the set's share of noisy), and
+    the published AUROCs of a matching setting as labelled dashes over our AUROC bars."""
     table = summary_table(per_run)
     if table.empty:
         return Output(table, None)
-    groups = list(configs(table))
     sets = [s for s in SETS if s in set(table["set"])]
+    # Only the (configuration, set) pairs with rows, so no panel is empty: configurations with every set first
+    # (one row each, their sets side by side), then those with fewer packed into the rows after them.
+    present = [(config, [(name, rows[rows["set"] == name]) for name in sets if (rows["set"] == name).any()])
+               for config, rows in configs(table)]
+    present.sort(key=lambda item: len(item[1]) < len(sets))
+    panels = [(config, name, part) for config, parts in present for name, part in parts]
     n_signals = int(table.groupby(group_columns(table) + ["set"])["signal"].nunique().max())
-    fig, axes = panel_grid(len(groups), len(sets), size=(max(4.2, 0.62 * n_signals + 1.4), 3.9))
+    fig, used = wrap_grid(len(panels), max_cols=len(sets), size=(max(4.2, 0.62 * n_signals + 1.4), 3.9))
     colours = {"auroc": "tab:blue", "average_precision": "tab:green", "precision_at_rate": "tab:orange"}
-    used = []
-    for i, (config, rows) in enumerate(groups):
-        for j, name in enumerate(sets):
-            ax = axes[i, j]
-            part = rows[rows["set"] == name]
-            if part.empty:
-                ax.set_visible(False)
-                continue
-            used.append(ax)
-            x = np.arange(len(part))
-            for offset, metric in zip((-0.27, 0.0, 0.27), METRICS, strict=True):
-                means = part[f"{metric}_mean"].to_numpy(float)
-                err = errorbars(means, part[f"{metric}_lo"], part[f"{metric}_hi"])
-                ax.bar(x + offset, np.nan_to_num(means), 0.27, yerr=err, capsize=2, color=colours[metric],
-                       label=METRIC_NAMES[metric])
-            ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance AUROC (0.5)")
-            ax.axhline(float(part["chance_mean"].mean()), color="black", lw=0.8, ls="--",
-                       label="chance precision and AP (= share of noisy)")
-            ax.set_xticks(x, [short(s) for s in part["signal"]], rotation=35, ha="right", rotation_mode="anchor")
-            ax.set_ylim(0, 1.05)
-            ax.set_xlabel("signal")
-            ax.set_ylabel("AUROC or precision (0-1)")
-            ax.set_title(config_title(config, int(part["n_seeds"].max())) + f"\n{name}")
+    marked = 0
+    for ax, (config, name, part) in zip(used, panels, strict=True):
+        x = np.arange(len(part))
+        for offset, metric in zip((-0.27, 0.0, 0.27), METRICS, strict=True):
+            means = part[f"{metric}_mean"].to_numpy(float)
+            err = errorbars(means, part[f"{metric}_lo"], part[f"{metric}_hi"])
+            ax.bar(x + offset, np.nan_to_num(means), 0.27, yerr=err, capsize=2, color=colours[metric],
+                   label=METRIC_NAMES[metric])
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance AUROC (0.5)")
+        ax.axhline(float(part["chance_mean"].mean()), color="black", lw=0.8, ls="--",
+                   label="chance precision and AP (= share of noisy)")
+        ax.set_xticks(x, [short(s) for s in part["signal"]], rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("signal")
+        ax.set_ylabel("AUROC or precision (0-1)")
+        ax.set_title(config_title(config, int(part["n_seeds"].max())) + f"\n{name}")
+        if name == ALL_SET:
+            marked += _published_marks(ax, config, list(part["signal"]), offset=-0.27, width=0.27)
+    for ax in used if marked else []:
+        ax.set_ylim(0, 1.25)  # room above an AUROC near 1 for the published value standing over its mark
+        ax.set_yticks(np.linspace(0, 1, 6))
+    share_axes(used)
     legend_below(fig, used)
     return Output(table, fig)
+
+
+def _published_marks(ax: Axes, config: dict, signals: list[str], offset: float, width: float) -> int:
+    """Each published AUROC of this configuration's setting (analyses.published: CIFAR-10, the paper's ResNet-9,
+    the same noise rate) as a dash over our AUROC bar of that signal, its value above; nothing where no
+    published number matches. Returns the marks drawn."""
+    drawn = 0
+    for anchor in anchors_for(config):
+        if anchor.signal in signals:
+            paper_mark(ax, anchor.auroc, f"{anchor.auroc:.3f}", at=signals.index(anchor.signal) + offset,
+                       width=width, legend="published AUROC, same setting (dashes)")
+            drawn += 1
+    return drawn
 
 
 def detection(examples=None, flips=None, dropout_examples=None, oos_predictions=None, runs=None, ssft=None,

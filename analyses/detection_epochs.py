@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analyses.load import ordinary
+from analyses.panels import share_axes
 from analyses.plotting import Output, config_title, configs, integer_ticks, legend_below, styled, wrap_grid
 from analyses.stats import across_seeds, group_columns
 
@@ -56,6 +57,7 @@ def detection_by_epoch(detection_epochs: pd.DataFrame | None) -> Output:
         ax.set_ylabel("AUROC (0-1)")
         integer_ticks(ax)
         ax.set_title(config_title(config, int(rows["n_seeds"].max())))
+    share_axes(axes, x=True)
     legend_below(fig, axes, ncols=2)
     return Output(table, fig)
 

@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analyses import paper
+from analyses.panels import MARK_STYLE, PAPER_LEGEND, paper_mark, share_axes
 from analyses.plotting import (
     PERCENT,
     Output,
@@ -150,14 +151,16 @@ ACC_NAMES = {"clean_acc": "clean train", "noisy_acc": "noisy train", "test_acc":
 
 def _bars(table: pd.DataFrame, by: str, order: list[str], labels: dict | None = None, group=None):
     """Grouped bars in % (one group per accuracy, one bar per phase/method in `order`, the same colour for it
-    in every panel) with seed intervals, the paper's numbers as black crosses where they exist, one legend
-    below."""
+    in every panel) with seed intervals, the paper's numbers as black dashes over the bar they compare with (the
+    value written above) where the setting matches, one y range for all panels, one legend below."""
     entries = [e for e in order if e in set(table[by])]
     colours = {e: f"C{i}" for i, e in enumerate(entries)}
     names = {e: labels[e] if labels else e for e in entries}
     groups = list(configs(table, group))
     fig, axes = wrap_grid(len(groups), max_cols=3, size=(4.0, 3.0))
     paper_shown = False
+    has_paper = bool(np.isfinite(table[[c for c in table.columns if c.startswith("paper_") and c != "paper_note"]]
+                                 .to_numpy(float)).any())
     for ax, (config, rows) in zip(axes, groups, strict=False):
         x = np.arange(len(ACC))
         width = 0.8 / max(len(rows), 1)
@@ -169,21 +172,24 @@ def _bars(table: pd.DataFrame, by: str, order: list[str], labels: dict | None = 
                    color=colours[row[by]], label=names[row[by]])
             seed_points(ax, pos, [row.get(f"{v}_seeds") for v in ACC], PERCENT)
             marks = np.array([row.get(f"paper_{v}", np.nan) for v in ACC], dtype=float) * PERCENT
-            if np.isfinite(marks).any():
-                ax.plot(pos, marks, "kx", ms=7, mew=1.5, label="paper")
-                paper_shown = True
+            for at, mark in zip(pos, marks, strict=True):
+                if np.isfinite(mark):
+                    paper_mark(ax, float(mark), f"{mark:g}", at=float(at), width=width)
+                    paper_shown = True
         ax.set_xticks(x, [ACC_NAMES[v] for v in ACC])
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 128 if has_paper else 105)  # room above 100% for a mark's standing value
+        ax.set_yticks(range(0, 101, 20))
         ax.set_xlabel("evaluation set")
         ax.set_ylabel("accuracy (%)")
         n = sorted(set(rows["n_seeds"].astype(int)))
         title = config_title(config, n[0]) if len(n) == 1 else config_title(config) + f" / n={n[0]}-{n[-1]} seeds"
         ax.set_title(title)
+    share_axes(axes)
     handles = [Patch(color=colours[e]) for e in entries]
     labels_ = [names[e] for e in entries]
     if paper_shown:
-        handles.append(Line2D([], [], color="black", marker="x", ls="", ms=7, mew=1.5))
-        labels_.append("paper's number")
+        handles.append(Line2D([], [], **MARK_STYLE))
+        labels_.append(PAPER_LEGEND)
     legend_below(fig, handles=handles, labels=labels_, ncols=min(len(handles), 3))
     return fig
 

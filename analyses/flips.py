@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analyses import paper
+from analyses.panels import paper_mark, share_axes
 from analyses.plotting import (
     PERCENT,
     Output,
@@ -124,12 +125,9 @@ def figure5a(flips: pd.DataFrame) -> Output:
         return Output(table, None)
     groups = list(configs(df, cols + _keys(df)))
     fig, axes = wrap_grid(len(groups), max_cols=2, size=(6.2, 3.0))
+    bins, log = _unit_bins(df[df["flipped"].astype(bool)]["n_units"])
     for ax, (config, rows) in zip(axes, groups, strict=False):
         done = rows[rows["flipped"].astype(bool)]
-        top = max(1, int(done["n_units"].max())) if len(done) else 1
-        bins = (
-            np.arange(0.5, top + 1.5) if top <= 40 else np.unique(np.geomspace(1, top + 1, 30).round()) - 0.5
-        )
         for kind in KINDS:
             values = done.loc[done["kind"] == kind, "n_units"]
             if len(values):
@@ -143,8 +141,11 @@ def figure5a(flips: pd.DataFrame) -> Output:
                     label=f"{kind}: {share:.0%} flipped; median {values.median():g} of those, {everyone} of all",
                 )
                 ax.axvline(values.median(), ls="--", lw=1, color=COLOURS[kind])
-        if top > 40:
+        if log:
             ax.set_xscale("log")
+        number = paper.flip_units_noisy(config)
+        if number is not None:
+            paper_mark(ax, number, f"paper: about {number:g} (noisy)", axis="x")
         not_flipped = int((~rows["flipped"].astype(bool)).sum())
         ax.set_title(_title(config, rows["run_id"].nunique()))
         ax.set_xlabel("units removed until the prediction flips")
@@ -152,7 +153,18 @@ def figure5a(flips: pd.DataFrame) -> Output:
         integer_ticks(ax, "y")
         legend_right(ax, title=f"targets (dashed: median of the flipped)\n{not_flipped} hit the cap unflipped: "
                                "'of all'\ncounts them as more than the cap")
+    share_axes(axes, x=True, y=True)
     return Output(table, fig)
+
+
+def _unit_bins(units: pd.Series, linear_up_to: int = 40) -> tuple[np.ndarray, bool]:
+    """(bin edges, log scale?) for every panel of Figure 5a at once, from the flipped examples' unit counts of
+    all panels: one bin per unit while the largest count is small, else ~30 log-spaced bins. One choice for the
+    whole figure, so no panel reads on a linear axis beside a log one."""
+    top = max(1, int(units.max())) if len(units) else 1
+    if top <= linear_up_to:
+        return np.arange(0.5, top + 1.5), False
+    return np.unique(np.geomspace(1, top + 1, 30).round()) - 0.5, True
 
 
 @styled
@@ -190,6 +202,7 @@ def figure5b(flips: pd.DataFrame) -> Output:
         ax.set_xlabel("evaluation set")
         ax.set_ylabel("accuracy lost by the edit\n(percentage points)")
         ax.set_title(_title(config, int(rows["n_seeds"].max())))
+    share_axes(axes)
     legend_below(fig, axes)
     return Output(table, fig)
 
@@ -282,5 +295,6 @@ def figure5c(
         ax.set_ylabel("share of an example's\nremoved units (%)")
         ax.set_title(_title(config, int(rows["n_seeds"].max()))
                      + "\ncapped per run, left out: " + ", ".join(capped_note))
+    share_axes(axes)
     legend_below(fig, axes)
     return Output(table, fig)

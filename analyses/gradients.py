@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from analyses.panels import share_axes
 from analyses.plotting import (
     Output,
     config_label,
@@ -53,6 +54,7 @@ def figure1(gradients: pd.DataFrame) -> Output:
     table["in_window"] = False
     groups = list(configs(table))
     fig, subs = config_rows(len(groups), [3.4] * len(groups), width=12.5)
+    line_axes = []
     for sub, (config, rows) in zip(subs, groups, strict=False):
         lo, hi = memorization_window(int(rows["epoch"].max()))
         window = rows["epoch"].between(lo, hi)
@@ -87,6 +89,11 @@ def figure1(gradients: pd.DataFrame) -> Output:
         bars.set_xlabel("layer group")
         bars.set_ylabel(NORM)
         legend_right(bars)
+        line_axes.append(lines)
+    # The curves of every configuration on one epoch axis and one range. The bars keep their own range: each is a
+    # zoom into its run's window, where contributions differ ~100x between variants (tied vs standard), so on one
+    # shared range most would be blank.
+    share_axes(line_axes, x=True)
     return Output(table, fig)
 
 

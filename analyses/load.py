@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweep.errors import Interrupted
 from sweep.schemas import AUX_PREFIX, TRAINING_TABLES
 
 TABLES = (
@@ -106,6 +107,8 @@ def load_table(results: str | Path, table: str, problems: list[str] | None = Non
     for path in table_files(results, table):
         try:
             frames.append(upgrade(table, pd.read_parquet(path)))
+        except Interrupted:  # a stop signal is no unreadable file
+            raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, the rest still load
             if problems is not None:
                 reason = (str(exc).strip().splitlines() or [""])[0]

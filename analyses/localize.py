@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analyses.flips import censored_median
+from analyses.panels import share_axes
 from analyses.plotting import (
     PERCENT,
     Output,
@@ -181,6 +182,7 @@ def precision_figure(precision: pd.DataFrame) -> Output:
         ax.set_ylabel("precision at k (%)")
         ax.set_ylim(0, 100)
         ax.set_title(_title(config, rows))
+    share_axes(axes, x=True)
     legend_below(fig, axes)
     return Output(precision, fig)
 
@@ -206,6 +208,7 @@ def forget_keep_figure(ladder: pd.DataFrame) -> Output:
         ax.set_ylabel("targets forgotten (%)")
         ax.set_ylim(0, 100)
         ax.set_title(_title(config, rows))
+    share_axes(axes, x=True)
     legend_below(fig, axes)
     return Output(ladder, fig)
 
@@ -218,11 +221,11 @@ def units_figure(units: pd.DataFrame, localizers: Sequence[str] | None = None) -
     if not panels:
         return Output(units, None)
     fig, axes = wrap_grid(len(panels))
+    finite = units["k_flip_median_mean"].replace(np.inf, np.nan)  # one height for "cap" bars in every panel
+    top = float(finite.max()) if finite.notna().any() else 1.0
     for ax, (config, rows) in zip(axes, panels, strict=True):
         names = list(localizers) if localizers is not None else sorted(rows["localizer"].unique())
         x = np.arange(len(names))
-        finite = rows["k_flip_median_mean"].replace(np.inf, np.nan)
-        top = float(finite.max()) if finite.notna().any() else 1.0
         for i, kind in enumerate(KINDS):
             values = rows[rows["kind"] == kind].set_index("localizer")["k_flip_median_mean"].reindex(names)
             heights = values.to_numpy(float)
@@ -235,6 +238,8 @@ def units_figure(units: pd.DataFrame, localizers: Sequence[str] | None = None) -
         ax.set_xlabel("localizer")
         ax.set_ylabel("median units to flip")
         integer_ticks(ax, "y")
+        ax.set_ylim(0, top * 1.12)  # the same room in every panel for the "cap" above a censored bar
         ax.set_title(_title(config, rows))
+    share_axes(axes)
     legend_below(fig, axes)
     return Output(units, fig)

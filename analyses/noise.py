@@ -153,7 +153,7 @@ def noise_figure(
                      + (f" to {int(rows['n_seeds'].max())}" if rows["n_seeds"].nunique() > 1 else "") + " per rate)")
         axes = sub.subplots(1, n_cols, squeeze=False)[0]
         for ax in axes[len(panels):]:
-            ax.set_visible(False)
+            sub.delaxes(ax)  # a quantity this series lacks: no empty frame
         for ax, (title, ylabel, scale, lines) in zip(axes, panels, strict=False):
             drawn = [(v, label, c) for v, label, c in lines if f"{v}_mean" in rows and rows[f"{v}_mean"].notna().any()]
             for i, (value, label, colour) in enumerate(drawn):

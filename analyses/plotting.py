@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -82,16 +82,48 @@ def save(fig: Figure, stem: str | Path) -> tuple[Path, Path]:
     return png, svg
 
 
-def config_label(config: dict) -> str:
-    """A short human label such as 'cifar10 / resnet9 / tied / noise 0.1 / width 1'."""
-    parts = [str(config[k]) for k in ("dataset", "arch", "variant") if k in config]
+# Named after noise and width in a title when they differ between the configurations of one figure.
+DISTINGUISHING = ("epochs", "lr", "batch_size", "p_gen", "p_mem", "cv_folds", "ssft_half", "dropout_places",
+                  "sparse_mask")
+
+
+class Config(dict):
+    """One configuration's column values (what `configs` yields), plus what its title needs to tell it apart from
+    the other configurations of the same table: `varies`, the DISTINGUISHING columns whose values differ between
+    them, and `setting`, a footnote letter when two of them differ only in fields the table does not carry (the
+    report's tables give the same letters). Titles never print the config_id's hash."""
+
+    varies: frozenset[str] = frozenset()
+    setting: str | None = None
+
+
+def setting_letters(config_ids: Iterable[str]) -> dict[str, str]:
+    """'a', 'b', ... for config_ids that read the same otherwise, in sorted order, so a figure and a table over the
+    same configurations give each the same letter."""
+    ids = sorted({str(c) for c in config_ids})
+    return {c: chr(ord("a") + i % 26) + (str(i // 26) if i >= 26 else "") for i, c in enumerate(ids)}
+
+
+def _rest(config: dict) -> list[str]:
+    """The title's parts after 'dataset / arch / variant': noise, width, what else varies, the setting letter."""
+    parts = []
     if "noise" in config:
         parts.append(f"noise {float(config['noise']):g}")
     if "width" in config:
         parts.append(f"width {float(config['width']):g}")
-    if isinstance(config.get("config_id"), str):  # tells apart settings that differ in epochs, lr, p_mem, ...
-        parts.append(f"cfg {config['config_id'].rsplit('-', 1)[-1][:6]}")
-    return " / ".join(parts)
+    for name in DISTINGUISHING:
+        if name in getattr(config, "varies", ()) and name in config:
+            value = config[name]
+            parts.append(f"{name} {value:g}" if isinstance(value, int | float) else f"{name} {value}")
+    if getattr(config, "setting", None):
+        parts.append(f"setting {config.setting}")
+    return parts
+
+
+def config_label(config: dict) -> str:
+    """A short human label such as 'cifar10 / resnet9 / tied / noise 0.1 / width 1'."""
+    parts = [str(config[k]) for k in ("dataset", "arch", "variant") if k in config]
+    return " / ".join(parts + _rest(config))
 
 
 def seeds(n: int) -> str:
@@ -102,16 +134,25 @@ def config_title(config: dict, n: int | None = None) -> str:
     """The configuration on two lines that fit a panel: 'dataset / arch / variant' and the rest, with the
     number of seeds behind the panel when given."""
     first = " / ".join(str(config[k]) for k in ("dataset", "arch", "variant") if k in config)
-    rest = []
-    if "noise" in config:
-        rest.append(f"noise {float(config['noise']):g}")
-    if "width" in config:
-        rest.append(f"width {float(config['width']):g}")
-    if isinstance(config.get("config_id"), str):
-        rest.append(f"cfg {config['config_id'].rsplit('-', 1)[-1][:6]}")
+    rest = _rest(config)
     if n is not None:
         rest.append(seeds(n))
-    return "\n".join(p for p in (first, " / ".join(rest)) if p)
+    return "\n".join(p for p in (first, *_lines(rest)) if p)
+
+
+TITLE_CHARS = 40  # what one line of a panel title holds in a three-column figure without running into the next
+
+
+def _lines(parts: list[str], width: int = TITLE_CHARS) -> list[str]:
+    """The parts joined by ' / ' on as few lines of at most `width` characters as they fit (a part is never split),
+    so neighbouring panels' titles do not overlap."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += f" / {part}"
+        else:
+            lines.append(part)
+    return lines
 
 
 def configs(df: pd.DataFrame, columns: Sequence[str] | None = None) -> Iterator[tuple[dict, pd.DataFrame]]:
@@ -120,9 +161,19 @@ def configs(df: pd.DataFrame, columns: Sequence[str] | None = None) -> Iterator[
     if not cols:
         yield {}, df
         return
-    for key, rows in df.groupby(cols, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        yield dict(zip(cols, key, strict=False)), rows
+    groups = [(key if isinstance(key, tuple) else (key,), rows)
+              for key, rows in df.groupby(cols, dropna=False, sort=True)]
+    keys = pd.DataFrame([k for k, _ in groups], columns=cols).astype(str)
+    varies = frozenset(c for c in DISTINGUISHING if c in cols and keys[c].nunique() > 1)
+    readable = [c for c in cols if c != "config_id"]
+    letters: dict[str, str] = {}
+    if "config_id" in cols and readable:
+        letters = setting_letters(keys.loc[keys.duplicated(readable, keep=False), "config_id"])
+    for key, rows in groups:
+        config = Config(zip(cols, key, strict=False))
+        config.varies = varies
+        config.setting = letters.get(str(config.get("config_id")))
+        yield config, rows
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -137,13 +188,14 @@ def panel_grid(n_rows: int, n_cols: int, size: tuple[float, float] = (4.2, 3.2))
 
 
 def wrap_grid(n: int, max_cols: int = 3, size: tuple[float, float] = (4.2, 3.2)) -> tuple[Figure, list[Axes]]:
-    """n panels wrapped into rows of at most `max_cols`; unused axes are hidden."""
+    """n panels wrapped into rows of at most `max_cols`; the grid's unused slots are deleted (no empty frame, no
+    hidden placeholder that a reader of `fig.axes` would count as a panel)."""
     cols = max(1, min(n, max_cols))
     rows = max(1, math.ceil(n / cols))
     fig, axes = panel_grid(rows, cols, size)
     flat = list(axes.ravel())
     for ax in flat[n:]:
-        ax.set_visible(False)
+        fig.delaxes(ax)
     return fig, flat[:n]
 
 

@@ -38,13 +38,18 @@ from analyses.plotting import DPI, save
 from analyses.report_detection import detection_section
 from analyses.report_localize import localize_section
 from analyses.report_memorization import memorization_section
+from analyses.report_tables import linked, table_html
 from analyses.stats import MIN_SEEDS, SUFFIXES, fmt_interval, format_summary, group_columns
+from sweep.errors import Interrupted
 
 MAX_ROWS = 80
 
 # Marks every <img> with data-loaded="yes"/"no" once the page has loaded and puts the totals on <body>; then
 # loads each figure's SVG (the img's data-svg) and marks data-svg-loaded likewise, with its totals on <body>
-# once every SVG has loaded or failed. A headless browser (the report's test) reads them from the DOM.
+# once every SVG has loaded or failed. A headless browser (the report's test) reads them from the DOM. It also
+# puts the page's laid-out size there (data-page-height/-width, the window's data-window-width, and the figures'
+# drawn heights summed, data-figures-height), so `chromium --headless --window-size=1400,1000 --dump-dom` measures
+# how tall the page is and whether it overflows a narrow window.
 IMAGE_CHECK = """<script>
 window.addEventListener("load", function () {
   var images = document.querySelectorAll("img"), loaded = 0;
@@ -55,6 +60,12 @@ window.addEventListener("load", function () {
   });
   document.body.setAttribute("data-images-total", String(images.length));
   document.body.setAttribute("data-images-loaded", String(loaded));
+  var root = document.documentElement, drawn = 0;
+  images.forEach(function (img) { drawn += img.getBoundingClientRect().height; });
+  document.body.setAttribute("data-page-height", String(root.scrollHeight));
+  document.body.setAttribute("data-page-width", String(root.scrollWidth));
+  document.body.setAttribute("data-window-width", String(root.clientWidth));
+  document.body.setAttribute("data-figures-height", String(Math.round(drawn)));
   var figures = document.querySelectorAll("img[data-svg]"), svgs = 0, settled = 0;
   function done(img, ok) {
     img.setAttribute("data-svg-loaded", ok ? "yes" : "no");
@@ -83,13 +94,18 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 img { max-width: 100%; height: auto; display: block; }
 figure.plot { margin: .8em 0; } figure.plot figcaption { font-size: .85em; color: #555; }
-table.data { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
-table.data th, table.data td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
-table.data th { background: #f3f3f3; }
+div.scroll { max-width: 100%; overflow-x: auto; margin: .3em 0; }
+table.data { border-collapse: collapse; font-size: .82em; }
+table.data th, table.data td { border: 1px solid #ddd; padding: 1px 6px; text-align: right; white-space: nowrap; }
+table.data td.text { white-space: normal; min-width: 24em; text-align: left; }
+table.data th { background: #f3f3f3; } table.data tr[title] { cursor: help; }
+p.constants { font-size: .85em; color: #444; margin: .4em 0 0; overflow-wrap: anywhere; }
+p.csv-link { font-size: .9em; } ul.runs li { display: inline-block; margin-right: 1.2em; }
+nav ul { padding-left: 0; } nav li { display: inline-block; margin: .1em 1.2em .1em 0; }
 .caption { color: #444; } .paper { background: #f4f8ff; border-left: 3px solid #5b8def; padding: .3em .6em; }
 .missing { background: #fff6e5; border-left: 3px solid #e0a030; padding: .3em .6em; }
 .error { background: #ffecec; border-left: 3px solid #d33; padding: .3em .6em; white-space: pre-wrap; }
-.note { color: #555; font-size: .9em; } nav li { margin: .1em 0; }
+.note { color: #555; font-size: .9em; }
 </style>"""
 
 
@@ -116,12 +132,15 @@ class _Writer:
     def table(
         self, df: pd.DataFrame, stem: str, full: pd.DataFrame | None = None, max_rows: int = MAX_ROWS
     ) -> str:
-        """The table as HTML (first `max_rows` rows), and `full` (or df) as a CSV linked below it."""
+        """`full` (or df) as tables/<stem>.csv; on the page df as analyses.report_tables shows it (constant
+        columns on one line above, first `max_rows` rows), or only the CSV's link for a per-run or long table."""
         data = full if full is not None else df
         csv = self.out / "tables" / f"{stem}.csv"
         data.to_csv(csv, index=False)
+        if linked(df):  # keyed by run or too long: the CSV link only (analyses.report_tables)
+            return table_html(df, stem, len(data))
         shown = df.head(max_rows)
-        text = shown.to_html(index=False, na_rep="-", border=0, classes="data", float_format=_fmt_float)
+        text = table_html(shown, stem, len(data))
         more = f"showing {len(shown)} of {len(df)} rows; " if len(df) > len(shown) else ""
         notes = []
         if "n_seeds" in df.columns and (df["n_seeds"] == 1).any():
@@ -132,10 +151,6 @@ class _Writer:
         note = f'<p class="note">{more}all numbers: <a href="tables/{stem}.csv">tables/{stem}.csv</a>. '
         note += " ".join(notes) + "</p>"
         return text + note
-
-
-def _fmt_float(value: float) -> str:
-    return f"{value:.4g}"
 
 
 def _p(text: str, cls: str | None = None) -> str:
@@ -210,6 +225,8 @@ def _overview(results: Results, w: _Writer) -> str:
     parts.append('<h3 id="noise">Against the noise rate</h3>')
     try:
         parts.append(_noise(results, w))
+    except Interrupted:  # Ctrl-C or SIGTERM: the command stops, never a figure "that could not be built"
+        raise
     except Exception:  # noqa: BLE001 - the overview's tables stay even if this figure cannot be drawn
         error = traceback.format_exc(limit=4)
         print(f"analyses.report: the noise-rate figure failed:\n{error}", file=sys.stderr)
@@ -547,6 +564,8 @@ def write_report(results: str | Path, out: str | Path | None = None, data_dir: s
         else:
             try:
                 content = builders[key](res, writer)
+            except Interrupted:  # a stop signal ends the report (the command's closing line says so)
+                raise
             except Exception:  # noqa: BLE001 - one broken section must not cost the rest of the report
                 error = traceback.format_exc(limit=4)
                 print(f"analyses.report: section {key} failed:\n{error}", file=sys.stderr)

@@ -37,6 +37,7 @@ from analyses.detection_epochs import detection_by_epoch, late_decay
 from analyses.detection_table import FILE, write_comparison
 from analyses.load import Results
 from analyses.published import beside
+from analyses.report_tables import readable_config
 from analyses.signals import REGISTRY, Tables, registry_table
 from analyses.stats import format_summary, group_columns
 
@@ -211,7 +212,8 @@ def _suspects(results: Results, w: Writer, scores: pd.DataFrame) -> str:
         k = int(noisy.sum())
         top = f"; {int(noisy.iloc[:k].sum())} of its top {k} by {short(by)} are mislabeled" if by and k else ""
         href = "suspects/" + urllib.parse.quote(paths[run_id].name)
-        items.append(f'<li><a href="{href}">{html.escape(run_id)}</a> ({len(frame)} examples{top})</li>')
+        items.append(f'<li><a href="{href}" title="run_id {html.escape(run_id)}">'
+                     f"{html.escape(readable_config(run_id))}</a> ({len(frame)} examples{top})</li>")
     order = ", then ".join(short(s) for s in SUSPECTS_ORDER[1:4] if s in REGISTRY)
     return (
         "<h3>Ranked suspects</h3>"
@@ -226,5 +228,5 @@ def _suspects(results: Results, w: Writer, scores: pd.DataFrame) -> str:
             "run's best signal would. Look at the top of a file for the examples to check first; is_noisy shows "
             "which of them really are mislabeled."
         )
-        + f"<ul>{''.join(items)}</ul>"
+        + f"<ul class=\"runs\">{''.join(items)}</ul>"
     )

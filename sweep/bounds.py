@@ -72,11 +72,30 @@ def check_run_numbers(obj: object) -> None:
 
 
 def _all_bounded(values: object) -> bool:
-    """Every float (also inside tuples) finite and every integer within int64, in one pass."""
-    flat = [e for v in values for e in (v if isinstance(v, tuple) else (v,))]  # type: ignore[attr-defined]
-    floats = [v for v in flat if isinstance(v, float)]
-    ints = [v for v in flat if isinstance(v, int)]
-    return all(map(math.isfinite, floats)) and (not ints or (min(ints) >= -INT64 and max(ints) < INT64))
+    """Every float (also inside tuples) finite and every integer within int64, in one pass: the plain types by
+    their exact type (a 100,000-run grid validates 2.4 million fields), anything else as `_bounded` says."""
+    for v in values:  # type: ignore[attr-defined]
+        kind = type(v)
+        if kind is float:
+            if not math.isfinite(v):
+                return False
+        elif kind is int:
+            if not -INT64 <= v < INT64:
+                return False
+        elif kind is not str and kind is not bool and v is not None and not _bounded(v):
+            return False
+    return True
+
+
+def _bounded(value: object) -> bool:
+    """One field's value of any type: a float (or subclass) finite, an int (or subclass) within int64, a tuple's
+    elements each so (one level deep, as configs hold them)."""
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, int) and not -INT64 <= v < INT64:
+            return False
+    return True
 
 
 def _check_seeds(obj: object) -> None:

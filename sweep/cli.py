@@ -7,6 +7,8 @@ examples:
       a cluster, results on storage every node reaches
   %(prog)s --where arch=mlp,seed=0,1 --set epochs=5 --dry-run
       what the demo grid's MLP runs of seeds 0 and 1, trained for 5 epochs, would launch
+  %(prog)s --plugin examples/plugin_example.py --grid examples/plugin_example.toml
+      your own dataset and model (a module that registers them; every Ray worker imports it too)
   %(prog)s --status
       where the sweep stands (works from a second terminal while a sweep runs)
 
@@ -31,8 +33,10 @@ import argparse
 import os
 import signal
 import sys
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from sweep import stopping
 from sweep.errors import Interrupted, UserError
 
 if TYPE_CHECKING:
@@ -97,43 +101,71 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                       help="print where the grid stands (each run: done, epoch k of E, failed or not started; "
                            "the analysis tasks done and left; whether a sweep holds the results folder), reading "
                            "the results folder only (no Ray, no lock), then exit")
+    p.add_argument("--plugin", action="append", default=[], metavar="SPEC",
+                   help="a module of yours that registers datasets, architectures, localizers or detection signals: "
+                        "an importable module name or a path to a .py file; imported before the grid is read, and "
+                        "by every Ray worker; repeatable. Installed packages' entry points in the groups "
+                        "memloc_sweep.datasets, .models, .localizers, .signals are loaded too (default: none)")
+    p.add_argument("--logger", action="append", default=[], choices=("tensorboard", "wandb", "mlflow", "csv"),
+                   help="an experiment tracker for the trainings' epoch metrics (Tune's own logger callback, with "
+                        "the run's fields as the trial's config) and each run's analysis metrics once its analyses "
+                        "finish; repeatable. TensorBoard and CSV files go to each trial's folder under "
+                        "<results>/_tune/ (Tune writes its own there in any case: tensorboard --logdir "
+                        "results/_tune); wandb and mlflow need their packages (default: none)")
     p.add_argument("--no-report", action="store_true",
                    help="skip writing the HTML report (<results>/report/index.html; local results only) at the end")
     return p.parse_args(argv)
 
 
 def _stop(signum: int, frame: object) -> None:
+    """Outside the sweep's own handlers (before Ray, in the report): stop where the command is. Further signals
+    are ignored from here on, so the clean-up (the lock's release, Ray's shutdown) runs whole."""
+    stopping.note(signum)
+    stopping.ignore_further()
     raise Interrupted(signum)
 
 
+_CLOSED: list[int] = []  # the closing line of an interrupted command is printed (once: the first signal's)
+
+
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """The command line: `memloc-sweep` (installed) and `python run_sweep.py` run this."""
+    """The command line: `memloc-sweep` (installed) and `python run_sweep.py` run this.
+
+    A stop signal at any moment ends it with 128 + the signal's number and one closing line saying what the
+    results folder holds, the first signal's, whatever came after it; also where a library caught the
+    Interrupted it raised and went on or turned it into an error of its own (a plug-in's import, a dataset
+    reader, a report section)."""
     # Until the sweep installs its own handlers, a stop signal ends the command at once with the same exit code.
+    stopping.reset()
+    _CLOSED.clear()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _stop)
     args = parse_args(argv, prog)
     try:
+        code = _command(args)
+        return code if stopping.first() is None else _interrupted(args, stopping.first())
+    except Interrupted as stop:
+        return _interrupted(args, stopping.first() or stop.signum)
+    finally:
+        if argv is None:  # the program itself: a signal while the interpreter winds down changes nothing now
+            stopping.ignore_further()
+
+
+def _command(args: argparse.Namespace) -> int:
+    """--status or the sweep, with bad input and a failed write of the driver's own as one line each."""
+    try:
+        from sweep.plugins import prepare
+
+        args.plugin = prepare(args.plugin)  # before the grid is read: it may name what they register
         return _status(args) if args.status else _sweep(args)
     except UserError as exc:
+        if stopping.first() is not None:  # the signal's Interrupted, caught and re-raised as bad input
+            raise Interrupted(stopping.first()) from exc
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Interrupted as stop:
-        from sweep.stopping import ignore_further
-
-        ignore_further()  # a second Ctrl-C while stopping changes nothing, the closing line included
-        if args.status:
-            return stop.exit_code
-        from sweep.engine import shutdown_ray
-
-        shutdown_ray()  # a cluster started before the signal came stops, its session folder removed
-        finished = _finished(args)
-        if finished is None:
-            print(f"interrupted by {stop} before the sweep started; rerun the same command to start it",
-                  file=sys.stderr)
-        else:
-            print(f"interrupted by {stop}: {finished}; rerun the same command to resume", file=sys.stderr)
-        return stop.exit_code
     except OSError as exc:  # the driver's own writes (catalogue, records, report) on a full or read-only disk
+        if stopping.first() is not None:
+            raise Interrupted(stopping.first()) from exc
         from sweep.engine import first_line, shutdown_ray
 
         shutdown_ray()
@@ -142,20 +174,80 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return 1
 
 
+def _interrupted(args: argparse.Namespace, signum: int) -> int:
+    """Stop what still runs (a cluster started before the signal came stops, its session folder removed) and
+    print the one closing line, unless the sweep printed it already; the exit status."""
+    stopping.ignore_further()  # a second Ctrl-C while stopping changes nothing, the closing line included
+    if args.status or _CLOSED:
+        return 128 + signum
+    engine = sys.modules.get("sweep.engine")  # not imported (or cut off while importing): no Ray was started
+    if engine is not None:
+        engine.shutdown_ray()
+    _closing_line(signum, _finished(args))
+    return 128 + signum
+
+
+def _closing_line(signum: int, finished: str | None) -> None:
+    name = signal.Signals(signum).name
+    _CLOSED.append(signum)
+    if finished is None:
+        print(f"interrupted by {name} before the sweep started; rerun the same command to start it", file=sys.stderr)
+    else:
+        print(f"interrupted by {name}: {finished}; rerun the same command to resume", file=sys.stderr)
+
+
 def _finished(args: argparse.Namespace) -> str | None:
-    """What the results folder holds for the grid, counted from its files (None: no grid or no folder yet)."""
-    from sweep.paths import resolve_location
+    """What the results folder holds for the grid, counted from its files (None: no folder, or nothing of a sweep
+    in it). A module that the signal cut off in the middle of its import (torch, pyarrow) cannot be imported
+    again in this process; the folder's done-records are then counted without it."""
+    results = os.path.abspath(os.path.expanduser(args.results))
+    with suppress(Exception):
+        from sweep.paths import resolve_location
+
+        results = resolve_location(args.results)
+    if "://" not in results and not os.path.isdir(results):
+        return None
+    try:
+        return _tally(args, results)
+    except Exception:  # noqa: BLE001 - whatever the half-imported module raises; the records are still there
+        return _counted(results)
+
+
+def _tally(args: argparse.Namespace, results: str) -> str:
+    """The grid's tally from one plan of the folder, and the runs that have saved epochs but are not finished."""
     from sweep.plan import make_plan, selected_probes
     from sweep.store import Store
+    from sweep.train import progress_path
 
-    try:
-        grid, _ = _grid(args)
-        results = resolve_location(args.results)
-        if "://" not in results and not os.path.isdir(results):
-            return None
-        return str(make_plan(Store(results), grid, selected_probes(_only(args))).tally)
-    except (UserError, OSError, ValueError):
+    grid, _ = _grid(args)
+    store = Store(results)
+    plan = make_plan(store, grid, selected_probes(_only(args)))
+    local = "://" not in results  # a look per run: cheap on a disk, a request each on an object store
+    part = sum(os.path.isfile(store.path(progress_path(c.run_id))) for c in plan.pending) if local else 0
+    return f"{plan.tally}" + (f", {part} more {'run' if part == 1 else 'runs'} part-trained" if part else "")
+
+
+def _counted(results: str) -> str | None:
+    """What a local results folder holds, from its done-records and saved epochs alone (no grid, no torch)."""
+    if "://" in results:
         return None
+
+    def names(folder: str, suffix: str) -> set[str]:
+        with suppress(OSError):
+            return {n.removesuffix(suffix) for n in os.listdir(os.path.join(results, folder)) if n.endswith(suffix)}
+        return set()
+
+    runs, tasks = names("_done/runs", ".json"), names("_done/tasks", ".json")
+    part = {run_id for run_id in names("checkpoints", "") - runs
+            if os.path.isfile(os.path.join(results, "checkpoints", run_id, "progress.json"))}
+    if not (runs or tasks or part):
+        return None
+    def many(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    held = f"{many(len(runs), 'finished run')} and {many(len(tasks), 'finished analysis task')}"
+    return (f"the results folder holds {held} (counted from their done-records)"
+            + (f", {many(len(part), 'more run')} part-trained" if part else ""))
 
 
 def _only(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -209,7 +301,8 @@ def _sweep(args: argparse.Namespace) -> int:
     """Validate everything (UserError: exit 2, nothing started), then run the grid and report what is done."""
     from sweep import bounds
     from sweep.data import load_dataset
-    from sweep.engine import Options, describe
+    from sweep.dryrun import describe
+    from sweep.engine import Options
     from sweep.grids import parse_assignments
     from sweep.ownership import check_results_folder
     from sweep.paths import check_results_root, check_writable
@@ -223,6 +316,9 @@ def _sweep(args: argparse.Namespace) -> int:
     bounds.check_grid(grid, rewind_epochs=not shortened)  # flip counts, rewind epochs within each run (--dry-run too)
     check_results_root(args.results)  # "", "/", a repository's top folder: never a results folder
     check_writable(args.results, "--results")  # a file, a read-only folder or an unknown URI scheme: exit 2 here
+    from sweep.trackers import check_loggers
+
+    check_loggers(args.logger)  # --logger wandb without wandb installed: the pip command, exit 2
     localizing = only is None or "localize" in only
     if localizing:  # unknown localizers, a cap above a model's units: refused before anything is built or loaded
         from sweep.probes.localize import check_localize_grid
@@ -232,10 +328,15 @@ def _sweep(args: argparse.Namespace) -> int:
     opts = Options(results=args.results, data_dir=args.data_dir, download=args.download, address=args.address,
                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                    max_concurrent=args.max_concurrent, only=only, verify=args.verify,
-                   compile=args.compile).resolved()
+                   compile=args.compile, plugins=(*args.plugin, *grid.plugins),
+                   loggers=tuple(dict.fromkeys(args.logger))).resolved()
     check_results_folder(opts.results)  # a file of the user's where a sweep writes: refused before anything
-    if args.dry_run:
-        print("\n".join([*selection, *describe(grid, opts)]))
+    if args.dry_run:  # each dataset's files looked for as loading looks (same order, same line), none read
+        from sweep.data import check_dataset_files
+
+        names = sorted({c.dataset for c in grid.runs})
+        notes = [check_dataset_files(name, opts.data_dir, args.download) for name in names]
+        print("\n".join([*selection, *filter(None, notes), *describe(grid, opts)]))
         return 0
     # missing files fail here, before any work; the engine then shares these copies instead of loading again
     loaded = {name: load_dataset(name, opts.data_dir, args.download) for name in sorted({c.dataset for c in grid.runs})}
@@ -257,18 +358,16 @@ def _run_and_report(args: argparse.Namespace, grid: Grid, opts: Options, selecti
     print(f"grid {grid.name}: {len(grid.runs)} runs -> {opts.results}", flush=True)
     for line in selection:
         print(line, flush=True)
-    summary = None
+    summary, view = None, ProgressView()
     try:
-        summary = run_grid(grid, opts, ProgressView(), loaded)
+        summary = run_grid(grid, opts, view, loaded)
     finally:
         if summary is None or summary.interrupted is not None:
-            from sweep.stopping import ignore_further
-
-            ignore_further()  # stopping already: Ray shuts down whole and the closing line says what is done
+            stopping.ignore_further()  # stopping already: Ray shuts down whole and the closing line says what is done
+        view.close()  # the terminal back as it was (cursor, stdout), also when the sweep raised
         logs = shutdown_ray(keep_logs=summary is not None and bool(summary.failures))
     if summary.interrupted is not None:
-        name = signal.Signals(summary.interrupted).name
-        print(f"interrupted by {name}: {summary.tally}; rerun the same command to resume", file=sys.stderr)
+        _closing_line(summary.interrupted, str(summary.tally))
         return 128 + summary.interrupted
     print(f"{summary.tally} (this call trained {summary.trained} runs and ran {summary.tasks_run} analysis tasks)")
     if summary.failures or not summary.tally.complete:
@@ -287,6 +386,9 @@ def _run_and_report(args: argparse.Namespace, grid: Grid, opts: Options, selecti
 
         problems: list[str] = []
         page = write_report(opts.results, data_dir=opts.data_dir, problems=problems)
+        if stopping.first() is not None:  # a section caught the signal's Interrupted and went on: a page with holes
+            page.unlink(missing_ok=True)
+            raise Interrupted(stopping.first())
         print(f"report: {page}")
         for problem in problems:
             print(f"error: unreadable, left out of the report: {problem}", file=sys.stderr)

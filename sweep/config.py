@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from functools import lru_cache
 
 from sweep import bounds
 from sweep.errors import UserError
@@ -75,16 +75,20 @@ class RunConfig:
         """Check every field against what is accepted; raise UserError naming the field and the accepted values."""
         from sweep.data import DATASETS
         from sweep.models import MODELS
+        from sweep.models.registry import DROPOUT_ARCHS
 
         _check_kinds(self, _RUN_KINDS)
         if self.dataset not in DATASETS:
-            raise UserError(f"unknown dataset {self.dataset!r}; accepted: {', '.join(sorted(DATASETS))}")
+            raise UserError(f"unknown dataset {self.dataset!r}; accepted: {', '.join(sorted(DATASETS))}, or "
+                            "your own from --plugin (README: Your own data and models)")
         if self.arch not in MODELS:
-            raise UserError(f"unknown architecture {self.arch!r}; accepted: {', '.join(sorted(MODELS))}")
+            raise UserError(f"unknown architecture {self.arch!r}; accepted: {', '.join(sorted(MODELS))}, or your "
+                            "own from --plugin (README: Your own data and models)")
         if self.variant not in VARIANTS:
             raise UserError(f"unknown variant {self.variant!r}; accepted: {', '.join(VARIANTS)}")
-        if self.variant != "standard" and self.arch not in ("mlp", "resnet9"):
-            raise UserError(f"variant {self.variant!r} needs arch mlp or resnet9, not {self.arch!r}")
+        if self.variant != "standard" and self.arch not in DROPOUT_ARCHS:
+            raise UserError(f"variant {self.variant!r} needs arch {' or '.join(sorted(DROPOUT_ARCHS))}, "
+                            f"not {self.arch!r}")
         if not 0.0 <= self.noise < 1.0:
             raise UserError(f"noise rate must be in [0, 1), got {self.noise!r}")
         for name in ("seed", "noise_seed"):
@@ -171,17 +175,19 @@ class RunConfig:
 
     def _identity(self) -> dict[str, object]:
         """The fields an id hashes: all of them, less the late ones still at their default."""
-        values = {k: getattr(self, k) for k in _RUN_FIELD_NAMES}  # asdict() would deep-copy: slow on big grids
-        return {k: v for k, v in values.items() if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
+        values = _RUN_FIELDS_OF(self)  # one C call; asdict() would deep-copy: slow on big grids
+        return {k: v for k, v in zip(_RUN_FIELD_NAMES, values, strict=True)
+                if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
 
     @property
     def run_id(self) -> str:
         """Stable id from every field that changes the result: the same run always gets the same id. Computed
         once per config (planning a 100,000-run grid asks for it a few times per run; `_cached_id`)."""
-        return _cached_id(self, "run")
+        hit = _ID_CACHES["run"].get(id(self))  # _cached_id's first look, inline: asked millions of times
+        return hit[1] if hit is not None and hit[0] is self else _cached_id(self, "run")
 
     def _run_id(self) -> str:
-        blob = json.dumps(self._identity(), sort_keys=True)
+        blob = _JSON.encode(self._identity())
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         fold = f"-cv{self.cv_fold}of{self.cv_folds}" if self.cv_folds else ""
         fold += f"-ssft{self.ssft_half}" if self.ssft_half else ""
@@ -195,7 +201,7 @@ class RunConfig:
         return _cached_id(self, "config")
 
     def _config_id(self) -> str:
-        blob = json.dumps({k: v for k, v in self._identity().items() if k not in SEED_FIELDS}, sort_keys=True)
+        blob = _JSON.encode({k: v for k, v in self._identity().items() if k not in SEED_FIELDS})
         short = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.arch}-{self.variant}-n{self.noise:g}-{short}"
 
@@ -211,13 +217,30 @@ class RunConfig:
 
 
 _RUN_FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+_RUN_FIELDS_OF = operator.attrgetter(*_RUN_FIELD_NAMES)  # config -> its field values, in field order
+_JSON = json.JSONEncoder(sort_keys=True)  # what json.dumps(obj, sort_keys=True) makes anew on every call
 
 
-@lru_cache(maxsize=1 << 18)
+_ID_CACHE_SIZE = 1 << 18
+# id(config) -> (the config, its id): a cache beside the frozen instances, so their __dict__ stays their fields.
+# Keyed by identity, not equality: hashing a 24-field frozen dataclass on every look (an lru_cache) was most of
+# the cost of planning a 100,000-run grid, which asks for each run's id dozens of times. The entry holds the
+# config itself, so its id() cannot be reused by another object while the entry exists; equal configs built
+# apart are hashed once each, with the same result.
+_ID_CACHES: dict[str, dict[int, tuple[RunConfig, str]]] = {"run": {}, "config": {}}
+
+
 def _cached_id(cfg: RunConfig, kind: str) -> str:
-    """A config's run_id or config_id, hashed once per equal config (a cache beside the frozen instances, so
-    their __dict__ stays their fields)."""
-    return cfg._run_id() if kind == "run" else cfg._config_id()
+    """A config's run_id or config_id, computed once per config instance (bounded: cleared when full)."""
+    cache = _ID_CACHES[kind]
+    hit = cache.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
+    value = cfg._run_id() if kind == "run" else cfg._config_id()
+    if len(cache) >= _ID_CACHE_SIZE:
+        cache.clear()
+    cache[id(cfg)] = (cfg, value)
+    return value
 
 
 def _default_rewind_epochs() -> tuple[int, ...]:
@@ -353,6 +376,11 @@ _KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "strs": ("a list of strings", lambda v: isinstance(v, (list, tuple)) and all(isinstance(e, str) for e in v)),
     "int_or_all": ('an integer or "all"', lambda v: v is None or _is_int(v)),
 }
+# The exact types each kind accepts without looking further (a subclass, a tuple's elements: `ok` decides); a
+# 100,000-run grid checks 2.4 million fields.
+_PLAIN_TYPES: dict[str, frozenset[type]] = {"str": frozenset({str}), "int": frozenset({int}),
+                                            "float": frozenset({int, float}), "bool": frozenset({bool}),
+                                            "ints": frozenset(), "strs": frozenset(), "int_or_all": frozenset({int})}
 # One table per dataclass: field -> kind. Every field must be listed (a missing one is a KeyError in any test).
 _RUN_KINDS = {
     "dataset": "str", "arch": "str", "variant": "str", "noise": "float", "seed": "int", "noise_seed": "int",
@@ -379,8 +407,10 @@ def _check_kinds(obj: object, kinds: dict[str, str]) -> None:
     """Check every field of dataclass `obj` against its kind in `kinds`, before any comparison could raise a
     TypeError: a wrong type is one UserError naming the field, the value given and what is accepted."""
     for name, kind in kinds.items():  # every field is listed (a test checks): no fields() call per config
-        accepted, ok = _KINDS[kind]
         value = getattr(obj, name)
+        if type(value) in _PLAIN_TYPES[kind]:  # the common case, without a call: what `ok` accepts for sure
+            continue
+        accepted, ok = _KINDS[kind]
         if not ok(value):
             raise UserError(f"{name} must be {accepted}, got {value!r}")
 

@@ -85,11 +85,19 @@ Arrays = tuple[np.ndarray, np.ndarray]  # images (N, C, H, W) uint8 or float, la
 DATASETS: dict[str, Loader] = {}
 
 
-def register(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader ``(data_dir, download) -> Dataset`` under a dataset name."""
+def register(name: str, shape: tuple[int, int, int] | None = None,
+             num_classes: int | None = None) -> Callable[[Loader], Loader]:
+    """Register a loader ``(data_dir, download) -> Dataset`` under a dataset name. A dataset of a plug-in
+    (sweep.plugins) gives its input `shape` (C, H, W) and `num_classes` too: models are built for a run without
+    loading its data (SHAPES), so a new name without them is refused here, before anything is registered."""
+    if (shape is None) != (num_classes is None) or (shape is None and name not in SHAPES):
+        raise ValueError(f"dataset {name!r}: register it with shape=(C, H, W) and num_classes=K (what building its "
+                         "models needs, known without loading it)")
 
     def add(loader: Loader) -> Loader:
         DATASETS[name] = loader
+        if shape is not None and num_classes is not None:
+            SHAPES[name] = (tuple(int(v) for v in shape), int(num_classes))  # type: ignore[assignment]
         return loader
 
     return add
@@ -98,8 +106,50 @@ def register(name: str) -> Callable[[Loader], Loader]:
 def load_dataset(name: str, data_dir: str | Path = "data", download: bool = False) -> Dataset:
     """Load a dataset onto the CPU; unknown names, missing or unreadable files raise a one-line UserError."""
     if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+        raise _unknown(name)
     return DATASETS[name](Path(data_dir), download)
+
+
+def _unknown(name: str) -> UserError:
+    return UserError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where a dataset's files are looked for: the first of `dirs` that holds every one of `files` (IDX files
+    also gzipped where `gz_ok`); `hint` ends the not-found line (another way to get them)."""
+
+    dirs: tuple[Path, ...]
+    files: tuple[str, ...]
+    gz_ok: bool = False
+    hint: str = ""
+
+
+# The built-in datasets read from files, by name: their loaders and `check_dataset_files` look in the same places
+# (digits and synthetic data are made in code; a plug-in's dataset is found by its own loader).
+FILES: dict[str, Callable[[Path], Files]] = {
+    "mnist": lambda data_dir: Files((data_dir / "MNIST" / "raw",), IDX_FILES, gz_ok=True),
+    "fashion-mnist": lambda data_dir: Files((data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST), IDX_FILES,
+                                            gz_ok=True, hint=" or `apt-get install dataset-fashion-mnist`"),
+    "cifar10": lambda data_dir: Files((data_dir / CIFAR10_DIR,), (*CIFAR10_TRAIN, CIFAR10_TEST)),
+    "svhn": lambda data_dir: Files((data_dir,), SVHN_FILES),
+}
+
+
+def check_dataset_files(name: str, data_dir: str | Path = "data", download: bool = False) -> str | None:
+    """What loading `name` would say about its files, without reading them (a dry run): None when they are all
+    there (or the dataset needs none), a line when they are missing and `download` fetches them at the start of
+    the sweep; missing without `download` (or an unknown name) is the loader's own UserError, word for word."""
+    if name not in DATASETS:
+        raise _unknown(name)
+    if name not in FILES:
+        return None
+    where = FILES[name](Path(data_dir))
+    if _find(where.dirs, where.files, where.gz_ok) is not None:
+        return None
+    if download:
+        return f"dataset {name!r}: not in {where.dirs[0].resolve()} yet; --download fetches it when the sweep starts"
+    raise _not_found(name, where.dirs, where.files, where.gz_ok, where.hint)
 
 
 def _dataset(name: str, train: Arrays, test: Arrays, scale: float, num_classes: int = 10) -> Dataset:
@@ -164,11 +214,15 @@ def _locate(name: str, dirs: Sequence[Path], files: Sequence[str], download: boo
                             f"({type(err).__name__}: {first})") from err
         found = _find(dirs, files, gz_ok)
     if found is None:
-        where = " and ".join(str(d.resolve()) for d in dirs)
-        wanted = ", ".join(f"{stem}[.gz]" if gz_ok else stem for stem in files)
-        raise UserError(f"dataset {name!r} not found: looked for {wanted} in {where}; "
-                        f"get it with --download{hint}")
+        raise _not_found(name, dirs, files, gz_ok, hint)
     return found
+
+
+def _not_found(name: str, dirs: Sequence[Path], files: Sequence[str], gz_ok: bool, hint: str) -> UserError:
+    """The one line for a dataset whose files are missing: a sweep's and its dry run's (check_dataset_files)."""
+    where = " and ".join(str(d.resolve()) for d in dirs)
+    wanted = ", ".join(f"{stem}[.gz]" if gz_ok else stem for stem in files)
+    return UserError(f"dataset {name!r} not found: looked for {wanted} in {where}; get it with --download{hint}")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -227,15 +281,15 @@ def _digits(data_dir: Path, download: bool) -> Dataset:
 @register("mnist")
 def _mnist(data_dir: Path, download: bool) -> Dataset:
     fetch = lambda: _torchvision("MNIST")(data_dir, train=True, download=True)  # noqa: E731
-    return load_idx_dir("mnist", [data_dir / "MNIST" / "raw"], download, fetch)
+    return load_idx_dir("mnist", FILES["mnist"](data_dir).dirs, download, fetch)
 
 
 @register("fashion-mnist")
 def _fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     """torchvision's layout under data_dir first, then Debian's system-wide copy (apt package)."""
     fetch = lambda: _torchvision("FashionMNIST")(data_dir, train=True, download=True)  # noqa: E731
-    return load_idx_dir("fashion-mnist", [data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST], download,
-                        fetch, hint=" or `apt-get install dataset-fashion-mnist`")
+    where = FILES["fashion-mnist"](data_dir)
+    return load_idx_dir("fashion-mnist", where.dirs, download, fetch, hint=where.hint)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -267,7 +321,8 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar10(data_dir: Path, download: bool) -> Dataset:
     """The five training batches concatenated in order, so example ids match torchvision's indices."""
     fetch = lambda: _torchvision("CIFAR10")(data_dir, train=True, download=True)  # noqa: E731
-    files = _locate("cifar10", [data_dir / CIFAR10_DIR], (*CIFAR10_TRAIN, CIFAR10_TEST), download, fetch)
+    where = FILES["cifar10"](data_dir)
+    files = _locate("cifar10", where.dirs, where.files, download, fetch)
     batches = {}
     for stem, path in files.items():
         try:
@@ -296,7 +351,8 @@ def _svhn(data_dir: Path, download: bool) -> Dataset:
         for split in ("train", "test"):
             _torchvision("SVHN")(data_dir, split=split, download=True)
 
-    files = _locate("svhn", [data_dir], SVHN_FILES, download, fetch)
+    where = FILES["svhn"](data_dir)
+    files = _locate("svhn", where.dirs, where.files, download, fetch)
     splits = []
     for path in files.values():
         try:

@@ -14,7 +14,6 @@ what the results folder holds; nothing finished is lost, since every file is wri
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import re
 import signal
@@ -36,11 +35,10 @@ import torch
 from ray import tune
 
 from sweep import compiled, lock, ownership, reaper, records, stopping
-from sweep.config import CONFIG_COLUMNS, AnalysisConfig, RunConfig
-from sweep.data import SYNTHETIC_SIZES, Dataset, Split, load_dataset
+from sweep.config import AnalysisConfig, RunConfig
+from sweep.data import Dataset, Split, load_dataset
 from sweep.errors import DamagedFile, Interrupted, UserError
 from sweep.grids import Grid
-from sweep.models.for_run import build_model_for
 from sweep.paths import resolve_location
 from sweep.plan import (
     AuxMap,
@@ -59,12 +57,12 @@ from sweep.plan import (
     withdraw_run,
 )
 from sweep.probes import PROBES, Probe
-from sweep.progress import Progress, ProgressView, pack_label
-from sweep.schemas import TABLES, catalogue
+from sweep.progress import Progress, ProgressView, run_label
+from sweep.schemas import catalogue
 from sweep.ssft import train_epochs
 from sweep.status import clear_failures, run_failure_path, task_failure_path, write_failure, write_traceback
 from sweep.store import FAULT_ENV, Store, table_for, with_run_columns
-from sweep.summary import SCREEN_RUNS, summary_lines
+from sweep.trackers import Trackers
 from sweep.train import execute_run, load_run, pick_device, run_is_complete
 
 # Failures worth another try: a storage hiccup. A lost worker or node is a system failure that Ray and Tune
@@ -77,6 +75,19 @@ STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) and getattr(exc, "errno", None) not in STORAGE_FULL
+
+
+class _TransientCheck(type):
+    """Makes `isinstance(exc, Transient)` mean `_transient(exc)`."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, BaseException) and _transient(instance)
+
+
+class Transient(Exception, metaclass=_TransientCheck):
+    """Ray's retry allowlist for analysis tasks (`retry_exceptions`), which Ray checks with isinstance and takes
+    no predicate: an OSError is retried, a full or read-only disk (STORAGE_FULL) is not, so it reaches the driver
+    at once as the worker's own OSError and its FAILED line reads like a training's. Never raised."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,10 @@ class Options:
     def resolved(self) -> Options:
         """Local paths made absolute against the driver's working directory, URIs unchanged: trials and tasks
         run in other processes and other working directories, so only the driver may resolve them."""
-        return replace(self, results=resolve_location(self.results), data_dir=resolve_location(self.data_dir))
+        from sweep.plugins import resolve
+
+        return replace(self, results=resolve_location(self.results), data_dir=resolve_location(self.data_dir),
+                       plugins=resolve(self.plugins))
 
 
 def first_line(exc: BaseException) -> str:
@@ -159,16 +173,18 @@ def _shared(ref: ray.ObjectRef | dict | None) -> Dataset | None:
     return _from_arrays(ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref)
 
 
-def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None = None) -> None:
+def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None = None, options: dict | None = None,
+                 keep: dict[str, list[int] | None] | None = None) -> None:
     """Tune trainable: train one run, or one pack of subset models (sweep.packs), to completion, reporting every
     epoch.
 
     It resumes from the run's own state.pt, so a trial that Tune restarts (a lost node) needs no Tune checkpoint.
     An error that another try cannot mend is reported as the trial's last result instead of raised, so Tune
-    does not retry it; its traceback goes to the worker's log.
+    does not retry it; its traceback goes to the worker's log. `config` holds the run's fields alone (what
+    Tune's loggers record as the trial's config); the options and kept epochs come through tune.with_parameters.
     """
-    cfg, opts = RunConfig(**config["run"]), Options(**config["options"])
-    keep = config["keep"][cfg.run_id]
+    cfg, opts = RunConfig(**config["run"]), Options(**(options or {}))
+    keep = (keep or {}).get(cfg.run_id)
     store = Store(opts.results)
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -178,6 +194,9 @@ def _train_trial(config: dict, datasets: dict[str, ray.ObjectRef | None] | None 
     device = pick_device(_device(opts.gpus_per_trial))
     data = _shared((datasets or {}).get(cfg.dataset))
     try:
+        from sweep.plugins import activate
+
+        activate(opts.plugins)  # the user's datasets and models, before anything below resolves their names
         if cfg.subsets:
             from sweep.packs import execute_pack  # torch.func stacking: only trials that train packs load it
 
@@ -209,7 +228,7 @@ def _keep_traceback(store: Store, note: str, text: str) -> None:
                 f.write(text)
 
 
-@ray.remote(max_retries=2, retry_exceptions=list(TRANSIENT))
+@ray.remote(max_retries=2, retry_exceptions=[Transient])
 def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: dict,
                 options: dict, dataset: dict | None = None) -> tuple[int, float]:
     """Run one probe shard on a finished run and write its tables; returns (rows written, seconds). `dataset`
@@ -218,6 +237,9 @@ def _probe_task(cfg_fields: dict, probe_name: str, shard: str, analysis_fields: 
 
     start = time.monotonic()
     cfg, opts = RunConfig(**cfg_fields), Options(**options)
+    from sweep.plugins import activate
+
+    activate(opts.plugins)  # the user's datasets, models and localizers, before a probe resolves their names
     analysis = AnalysisConfig(**analysis_fields)
     store = Store(opts.results)
     task = Task(cfg, probe_name, shard)
@@ -272,14 +294,17 @@ class _Driver:
     unfinished: set[str] = field(default_factory=set)  # run ids this sweep trains that have not completed yet
     held: dict[Task, set[str]] = field(default_factory=dict)  # task -> needed runs it still waits for
     holders: dict[str, list[Task]] = field(default_factory=dict)  # run_id -> the held tasks waiting for it
+    trackers: Trackers = field(default_factory=Trackers)  # --logger: a run's metrics once its tasks are done
 
     def queue_tasks(self, cfg: RunConfig) -> None:
         """Offer every probe task of a run just trained: results of an earlier training of it are void."""
         self.offer(tasks_for(cfg, self.probes, self.grid.analysis, self.aux))
+        self.trackers.settle(cfg)  # a run with no task to run has its metrics logged now
 
     def offer(self, tasks: list[Task]) -> None:
         """Queue tasks whose needed auxiliary trainings (Probe.needs) are all done; hold the others until they
         are (`run_completed`). A task needing a training that failed in this sweep is reported as not run."""
+        self.trackers.expect(tasks)
         for task in tasks:
             needed = {r.run_id for r in needed_runs(task.cfg, self.probes[task.probe], self.aux)}
             failed = sorted(needed & self.failed_runs)
@@ -309,6 +334,7 @@ class _Driver:
         """A task that cannot run, since a training it reads failed: one line, counted as failed."""
         self.progress.task_finished(task.probe, None, ok=False)
         self.fail(f"{task.label}: not run: it needs {run_id}, which failed")
+        self.trackers.task_done(task)
 
     def release_failed(self, run_id: str) -> None:
         """A training failed: the held tasks that need it will not run; say so for each."""
@@ -361,10 +387,13 @@ class _Driver:
                 else:
                     self.tasks_run += 1
                     self.progress.task_finished(task.probe, seconds, ok=True)
+                self.trackers.task_done(task)
         held = sum(PROBES[t.probe].num_cpus for t in self.in_flight.values())
+        self.progress.queue_held = False
         while self.queue:
             need = PROBES[self.queue[0].probe].num_cpus
             if self.in_flight and held + need > self.task_cap():
+                self.progress.queue_held = held + need <= self.cpus  # it would fit but for the trainings' CPUs
                 break
             task = self.queue.popleft()
             ref = _probe_task.options(num_cpus=need, num_gpus=self.opts.gpus_per_trial).remote(
@@ -372,7 +401,7 @@ class _Driver:
                 self.datasets[task.cfg.dataset])
             self.in_flight[ref] = task
             held += need
-        self.progress.tasks_queued = len(self.queue)
+        self.progress.tasks_queued, self.progress.tasks_running = len(self.queue), len(self.in_flight)
         if trials_waiting is not None:
             self.progress.trainings_waiting = trials_waiting
         self.view.show(self.progress)
@@ -404,7 +433,7 @@ class _TuneHooks(tune.Callback):
         self.last_seen[cfg.run_id] = now
         self.driver.progress.epoch_finished(cfg.run_id, cfg.arch, int(result["epoch"]), train_epochs(cfg),
                                             float(result.get("noisy_acc", float("nan"))),
-                                            None if previous is None else now - previous)
+                                            None if previous is None else now - previous, run_label(cfg))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         cfg = RunConfig(**trial.config["run"])
@@ -442,8 +471,9 @@ def _stop_signals(driver: _Driver) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        stopping.note(signum)
         if driver.signum is not None:
-            raise Interrupted(signum)
+            raise Interrupted(driver.signum)  # the first signal stays the one the closing line names
         driver.signum = signum
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -485,6 +515,11 @@ def init_ray(opts: Options) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # the storage test hook reaches a joined cluster's workers too (a private cluster's inherit it)
     hook = {"env_vars": {FAULT_ENV: os.environ[FAULT_ENV]}} if os.environ.get(FAULT_ENV) else None
+    if opts.address:  # the plug-ins' files reach a joined cluster's nodes (a private cluster's workers see them)
+        from sweep.plugins import shipped
+
+        modules = shipped(opts.plugins)
+        hook = {**(hook or {}), "py_modules": modules} if modules else hook
     from ray._private import utils as ray_utils
 
     # ray.init installs a SIGTERM handler that exits on the spot (status 15, no closing line, often swallowed as
@@ -582,7 +617,10 @@ def run_grid(grid: Grid, opts: Options, view: ProgressView | None = None,
 
     On SIGINT or SIGTERM it stops trials and tasks and returns with `interrupted` set to the signal.
     """
-    opts = opts.resolved()
+    from sweep.plugins import activate
+
+    opts = replace(opts, plugins=(*opts.plugins, *grid.plugins)).resolved()  # a grid file's own plug-ins too
+    activate(opts.plugins)  # here too for callers of the Python API; the command line imported them already
     store = Store(opts.results)
     probes = selected_probes(opts.only)
     ownership.check_results_folder(opts.results)  # nothing of the user's in the way of what a sweep writes
@@ -623,6 +661,7 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
     progress.slots = cpus / max(opts.cpus_per_trial, 1.0)
     driver = _Driver(grid, opts, store, probes, progress, view, cpus, trainings_left=len(pending),
                      aux=auxiliary_by_base(grid.runs), unfinished={c.run_id for c in pending})
+    driver.trackers = Trackers(opts.loggers, store, grid.name, probes, grid.analysis, driver.aux, say=view.print)
     driver.datasets = _share_datasets({c.dataset for c in pending} | {t.cfg.dataset for t in todo}, opts, loaded)
     waits = {c.run_id for c in pending}
     driver.offer([t for t in todo if t.cfg.run_id not in waits])  # runs finished earlier: their probes now
@@ -631,13 +670,15 @@ def _drive(grid: Grid, opts: Options, store: Store, probes: dict[str, Probe], pl
             driver.pump()
             if pending:
                 _fit(pending, opts, store, grid, driver, driver.datasets)
+            driver.trainings_left = 0  # Tune is done: no CPUs kept for trainings, none shown as running or left
+            progress.trainings_over()
             for run_id in sorted(driver.unfinished):  # a trial Tune ended without a report of either kind
                 driver.release_failed(run_id)
             while driver.in_flight or driver.queue:
                 driver.pump()
                 time.sleep(0.1)
         except Interrupted as stop:
-            driver.signum = stop.signum
+            driver.signum = stop.signum if driver.signum is None else driver.signum
             driver.cancel()
     view.show(progress, force=True)
     view.close()
@@ -650,19 +691,20 @@ def _fit(pending: list[RunConfig], opts: Options, store: Store, grid: Grid, driv
     """Train the pending runs as Tune trials, in one experiment per grid and results folder (a rerun continues
     the same experiment folder), each trial's folder named by its run id."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment banner, no trial tables
-    trainable = tune.with_resources(tune.with_parameters(_train_trial, datasets=datasets),
+    keep = {c.run_id: checkpoint_epochs(c, grid.analysis, driver.aux) for c in pending}
+    trainable = tune.with_resources(tune.with_parameters(_train_trial, datasets=datasets, options=asdict(opts),
+                                                         keep=keep),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     run_id = lambda trial: RunConfig(**trial.config["run"]).run_id  # noqa: E731
     tuner = tune.Tuner(
         trainable,
-        param_space={"run": tune.grid_search([asdict(c) for c in pending]), "options": asdict(opts),
-                     "keep": {c.run_id: checkpoint_epochs(c, grid.analysis, driver.aux) for c in pending}},
+        param_space={"run": tune.grid_search([asdict(c) for c in pending])},  # the trial's config: the run's fields
         tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
                                     trial_name_creator=run_id, trial_dirname_creator=run_id),
         run_config=tune.RunConfig(
             name=f"sweep-{grid.name}", storage_path=f"{store.uri}/_tune", verbose=0,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[_TuneHooks(driver)]),
+            callbacks=[_TuneHooks(driver), *driver.trackers.tune_callbacks()]),  # --logger: sweep.trackers
     )
     try:
         tuner.fit()
@@ -686,95 +728,6 @@ def _storage_error(exc: BaseException) -> OSError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__ or getattr(exc, "cause", None)
     return None
-
-
-@functools.cache
-def _n_params(arch: str, dataset: str, width: float, variant: str) -> int:
-    """Parameters of a run's model (built once per kind: a grid repeats them over seeds and noise rates)."""
-    cfg = RunConfig(dataset=dataset, arch=arch, width=width, variant=variant)
-    return sum(p.numel() for p in build_model_for(cfg).parameters())
-
-
-# Examples per split (train, test) of the built-in datasets, for the storage estimate of subset predictions
-# without loading the data (digits: scikit-learn's 1,797 images split 80/20, sweep.data)
-SPLIT_SIZES = {"digits": (1437, 360), "mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000),
-               "cifar10": (50_000, 10_000), "svhn": (73_257, 26_032), **SYNTHETIC_SIZES}
-# stored bytes per value of a column type before compression; the run's config columns are left out (constant
-# in a file, Parquet's dictionary and run-length encoding make them next to free)
-_TYPE_BYTES = {"int64": 8, "double": 8, "float": 4, "bool": 1, "string": 8}
-
-
-def prediction_row_bytes() -> int:
-    """Bytes per `subset_predictions` row: its own columns' values, from the table's declared schema."""
-    spec = TABLES["subset_predictions"]
-    return sum(_TYPE_BYTES.get(str(c.type), 8) for c in spec.columns)
-
-
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
-
-
-def pack_lines(grid: Grid) -> list[str]:
-    """What --dry-run adds for a grid with subset models: trials, packs, models and the subset_predictions
-    storage (each model predicts every training and test example: one row each)."""
-    packs = [cfg for cfg in grid.runs if cfg.subsets]
-    if not packs:
-        return []
-    bases = {cfg.base().run_id for cfg in packs}
-    models = sum(len(cfg.models) for cfg in packs)
-    unknown = sorted({cfg.dataset for cfg in packs} - set(SPLIT_SIZES))
-    rows = sum(len(cfg.models) * sum(SPLIT_SIZES[cfg.dataset]) for cfg in packs if cfg.dataset in SPLIT_SIZES)
-    row_bytes = prediction_row_bytes()
-    sizes = sorted({cfg.pack for cfg in packs})
-    return [f"{len(grid.runs)} trials: {len(grid.runs) - len(packs)} runs and {len(packs)} packs of "
-            f"{'/'.join(map(str, sizes))} subset models ({models:,} models of {len(bases)} standard runs)",
-            f"subset_predictions: {rows:,} rows x {row_bytes} bytes = about {_size(rows * row_bytes)} before "
-            "compression" + (f" (and the rows of {', '.join(unknown)}, of unknown size)" if unknown else "")]
-
-
-def describe(grid: Grid, opts: Options) -> list[str]:
-    """What a dry run prints: each run with its state, its probe tasks, and the checkpoint storage it needs; for
-    a grid with subset models, its trials, packs and prediction storage too."""
-    opts = opts.resolved()
-    store = Store(opts.results)
-    probes = selected_probes(opts.only)
-    plan = make_plan(store, grid, probes, checksums=opts.verify)
-    check_results_match(store, grid, probes, plan)
-    pending = {cfg.run_id for cfg in plan.pending}
-    aux = auxiliary_by_base(grid.runs)
-    todo_by_run: dict[str, Counter[str]] = {}
-    for task in plan.todo:
-        todo_by_run.setdefault(task.cfg.run_id, Counter())[task.probe] += 1
-    lines, total_bytes, pack_peak = plan.damage_lines(), 0, 0
-    per_run = len(grid.runs) <= SCREEN_RUNS
-    for cfg in grid.runs:
-        n_params = _n_params(cfg.arch, cfg.dataset, cfg.width, cfg.variant)
-        kept = checkpoint_epochs(cfg, grid.analysis, aux)
-        n_kept = train_epochs(cfg) + 1 if kept is None else len(kept)
-        # the kept epochs and the resume state; a pack keeps nothing once done (sweep.packs.execute_pack removes its
-        # resume state), and holds its models' state only while it trains
-        ckpt = n_params * 4 * 3 * len(cfg.models) if cfg.subsets else n_params * 4 * n_kept + n_params * 4 * 3
-        pack_peak = max(pack_peak, ckpt) if cfg.subsets else pack_peak
-        total_bytes += 0 if cfg.subsets else ckpt
-        if not per_run:
-            continue
-        counts = todo_by_run.get(cfg.run_id, Counter())
-        state = "to train" if cfg.run_id in pending else "done"
-        fields = " ".join(f"{k}={getattr(cfg, k)}" for k in CONFIG_COLUMNS)
-        per_probe = ", ".join(f"{p} {counts[p]}" for p in probes if counts[p])
-        what = f"  {pack_label(cfg.run_id)}, models {cfg.models.start}..{cfg.models.stop - 1}" if cfg.subsets else ""
-        lines.append(f"{cfg.run_id}  [{state}]  {fields}  params={n_params:,}  ckpt={ckpt / 2**20:.1f} MiB"
-                     f"{what}  tasks: {per_probe or 'none left'}")
-    if not per_run:  # more runs than a screen holds: counts per dataset, arch and variant instead
-        lines += summary_lines(grid.runs, pending, todo_by_run, tuple(probes))
-    lines += pack_lines(grid)
-    lines.append(f"{len(grid.runs)} runs, {len(plan.todo)} probe tasks to run; checkpoints need about "
-                 f"{total_bytes / 2**30:.2f} GiB under {store.uri}/checkpoints (reachable by every node; "
-                 f"keep_checkpoints = {grid.analysis.keep_checkpoints!r})")
-    if pack_peak:
-        lines.append(f"each pack also holds up to {pack_peak / 2**20:,.1f} MiB of resume state while it trains, and "
-                     "removes it when done")
-    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

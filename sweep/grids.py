@@ -37,6 +37,8 @@ class Grid:
     name: str
     runs: tuple[RunConfig, ...]
     analysis: AnalysisConfig
+    # a grid file's `plugins = [...]`: resolved specs (sweep.plugins), imported before its runs were validated
+    plugins: tuple[str, ...] = ()
 
 
 def expand(blocks: list[dict[str, object]]) -> tuple[RunConfig, ...]:
@@ -224,9 +226,10 @@ def load_grid(name_or_path: str) -> Grid:
         doc = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"grid file {path} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(doc) - {"runs", "analysis"})
+    unknown = sorted(set(doc) - {"runs", "analysis", "plugins"})
     if unknown or not isinstance(doc.get("runs"), list):
-        raise UserError(f"grid file {path} needs [[runs]] blocks and an optional [analysis] table"
+        raise UserError(f"grid file {path} needs [[runs]] blocks, an optional [analysis] table and an optional "
+                        "plugins list"
                         + (f"; unknown top-level key(s): {', '.join(unknown)}" if unknown else ""))
     for block in doc["runs"]:
         if not isinstance(block, dict):
@@ -234,7 +237,20 @@ def load_grid(name_or_path: str) -> Grid:
     analysis = doc.get("analysis", {})
     if not isinstance(analysis, dict):
         raise UserError(f"grid file {path}: [analysis] must be a table, got {analysis!r}")
-    return Grid(path.stem, expand(doc["runs"]), AnalysisConfig.from_dict(analysis))
+    plugins = _grid_plugins(path, doc.get("plugins", []))  # imported first: its runs may name what they register
+    return Grid(path.stem, expand(doc["runs"]), AnalysisConfig.from_dict(analysis), plugins)
+
+
+def _grid_plugins(path: Path, specs: object) -> tuple[str, ...]:
+    """A grid file's `plugins`, resolved against the file's folder and imported (sweep.plugins)."""
+    from sweep import plugins
+
+    flag = f"grid file {path}: plugins entry"
+    if not (isinstance(specs, list) and all(isinstance(spec, str) for spec in specs)):
+        raise UserError(f"grid file {path}: plugins must be a list of module names or .py paths, got {specs!r}")
+    resolved = plugins.resolve(specs, base=path.resolve().parent, flag=flag)
+    plugins.activate(resolved, flag)
+    return resolved
 
 
 # Choosing runs from the command line (--where, --set) -----------------------------------------------------

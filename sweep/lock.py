@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from sweep import stopping
 from sweep.errors import UserError
 from sweep.store import Store
 
@@ -191,13 +192,19 @@ def holding(store: Store) -> Iterator[None]:
             _HELD[store.uri] -= 1
         return
     created = "://" not in store.uri and not os.path.exists(store.base)
-    me = acquire(store)
-    _HELD[store.uri] = 1
+    me: dict[str, object] | None = None
     try:
+        # a stop signal between creating the lock and noting it, or in the middle of the release, would leave the
+        # lock behind: both run with the signals held, the signal raised after (as Interrupted), lock released
+        with stopping.held():
+            me = acquire(store)
+            _HELD[store.uri] = 1
         yield
     finally:
-        del _HELD[store.uri]
-        release(store, me)
-        if created:
-            with suppress(OSError):  # not empty: the sweep wrote results
-                os.rmdir(store.base)
+        if me is not None:
+            del _HELD[store.uri]
+            with stopping.held():
+                release(store, me)
+                if created:
+                    with suppress(OSError):  # not empty: the sweep wrote results
+                        os.rmdir(store.base)

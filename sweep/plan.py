@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweep import records
+from sweep.bulk import gc_paused
 from sweep.config import AnalysisConfig, RunConfig
 from sweep.errors import UserError
 from sweep.grids import Grid
@@ -86,15 +87,18 @@ def tasks_for(cfg: RunConfig, probes: dict[str, Probe], analysis: AnalysisConfig
             for shard in probe.shards(cfg, analysis)]
 
 
-def checkpoint_epochs(cfg: RunConfig, analysis: AnalysisConfig, aux: AuxMap | None = None) -> list[int] | None:
+def checkpoint_epochs(cfg: RunConfig, analysis: AnalysisConfig, aux: AuxMap | None = None,
+                      tasks: Sequence[Task] | None = None) -> list[int] | None:
     """The epochs whose weights a training of `cfg` keeps: those every registered analysis that applies to it
     (in the grid whose auxiliary trainings `aux` maps) reads (all of them, whatever --only says today, so a later
-    sweep still finds them) and the last; None for keep_checkpoints = "all"."""
+    sweep still finds them) and the last; None for keep_checkpoints = "all". `tasks`: `tasks_for(cfg, PROBES,
+    analysis, aux)` where the caller has it already (a dry run of a huge grid), so shards are not made twice."""
     if analysis.keep_checkpoints == "all":
         return None
     epochs = {cfg.epochs}
-    for task in tasks_for(cfg, PROBES, analysis, aux):
-        epochs.update(PROBES[task.probe].reads(cfg, analysis))
+    # what a probe reads depends on the run and the settings, not on the shard: asked once per probe
+    for probe in dict.fromkeys(t.probe for t in (tasks_for(cfg, PROBES, analysis, aux) if tasks is None else tasks)):
+        epochs.update(PROBES[probe].reads(cfg, analysis))
     return sorted(epochs)
 
 
@@ -103,7 +107,7 @@ def missing_epochs(store: Store, grid: Grid, probes: dict[str, Probe], plan: Pla
     after adding a rewind epoch to a grid trained with keep_checkpoints = "probes"): training it again
     silently would throw away a finished run, and probing without the epoch would give other rows."""
     needed: dict[str, set[int]] = {}
-    for task in plan.tasks:
+    for task in plan.tasks if plan.kept else ():  # only finished runs' tasks read kept epochs
         if task.cfg.run_id in plan.kept:
             needed.setdefault(task.cfg.run_id, set()).update(probes[task.probe].reads(task.cfg, grid.analysis))
     for run_id, reads in needed.items():
@@ -180,6 +184,11 @@ def tally(store: Store, grid: Grid, probes: dict[str, Probe]) -> Tally:
 def make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: bool = False) -> Plan:
     """Compare the grid with the results folder. Sizes of recorded files are always checked, their SHA-256
     too with `checksums` (--verify)."""
+    with gc_paused():  # a task per probe shard per run, all kept: the collector would walk them again and again
+        return _make_plan(store, grid, probes, checksums)
+
+
+def _make_plan(store: Store, grid: Grid, probes: dict[str, Probe], checksums: bool) -> Plan:
     plan = Plan(runs=list(grid.runs))
     plan.misplaced = misplaced_files(store, grid.runs)
     aux = auxiliary_by_base(grid.runs)
@@ -224,11 +233,13 @@ def _redo_dependents(plan: Plan, probes: dict[str, Probe], aux: AuxMap) -> None:
     """A finished task whose needed auxiliary training is to be trained (again) read results that are gone or
     void: it is redone after that training, like a task of a retrained run."""
     pending = {cfg.run_id for cfg in plan.pending}
-    if not pending:
+    waiting = {name for name, probe in probes.items() if probe.needs is not None}  # the others need nothing
+    if not pending or not waiting:
         return
-    todo = set(plan.todo)
+    todo = {task for task in plan.todo if task.probe in waiting}  # hashing every task (its config) is slow
     for task in plan.tasks:
-        if task not in todo and any(r.run_id in pending for r in needed_runs(task.cfg, probes[task.probe], aux)):
+        if (task.probe in waiting and task not in todo
+                and any(r.run_id in pending for r in needed_runs(task.cfg, probes[task.probe], aux))):
             plan.todo.append(task)
 
 
@@ -239,11 +250,18 @@ def misplaced_files(store: Store, runs: list[RunConfig] | tuple[RunConfig, ...])
     is trained again into the aux_* tables); one listing per table."""
     listings: dict[str, set[str]] = {}
     found = []
+    # table_for depends on the run only through `auxiliary`: asked once per kind of run, not once per run
+    kinds = [cfg.auxiliary for cfg in runs]
+    one_of_each = dict(zip(kinds, runs, strict=True))  # a run of each kind
     for table in TRAINING_TABLES:
-        for cfg in runs:
-            wrong = f"{AUX_PREFIX}{table}" if table_for(cfg, table) == table else table
-            if wrong not in listings:
-                listings[wrong] = set(store.list(wrong))
+        twin = f"{AUX_PREFIX}{table}"
+        writes = {aux: table_for(cfg, table) for aux, cfg in one_of_each.items()}
+        wrongs = [twin if writes[aux] == table else table for aux in kinds]
+        for wrong in dict.fromkeys(wrongs):  # each table a run of the grid does not write, listed once
+            listings.setdefault(wrong, set(store.list(wrong)))
+        if not (listings.get(table) or listings.get(twin)):
+            continue  # nothing there to misplace (a new folder): no look per run
+        for cfg, wrong in zip(runs, wrongs, strict=True):
             if f"{cfg.run_id}.parquet" in listings[wrong]:
                 found.append(store.table_file(wrong, cfg.run_id))
     return found
@@ -295,8 +313,11 @@ def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]
     carry a digest of those settings (flip chunks do), which is what makes leftovers visible here.
     """
     listing = {table: set(store.list(table)) for p in probes.values() for table in p.tables}
+    # Only runs with a file in these tables can have a stale one: a file of run r and probe p starts with
+    # "r-p-", so what comes before any "-p-" in a name is a candidate run id; the other runs' shards are never made.
+    listed = {name[:i] for names in listing.values() for name in names for i in _dashed(name, probes)}
     stale = []
-    for cfg in grid.runs:
+    for cfg in (c for c in grid.runs if c.run_id in listed):
         for name, probe in probes.items():
             if not probe.applies(cfg):
                 continue
@@ -305,6 +326,18 @@ def stale_files(store: Store, grid: Grid, probes: dict[str, Probe]) -> list[str]
             for table in probe.tables:
                 stale += [f"{table}/{f}" for f in sorted(listing[table]) if f.startswith(prefix) and f not in owned]
     return stale
+
+
+def _dashed(name: str, probes: Mapping[str, Probe]) -> list[int]:
+    """Every position in `name` where "-<probe>-" begins, for each probe name."""
+    found = []
+    for probe in probes:
+        needle = f"-{probe}-"
+        at = name.find(needle)
+        while at != -1:
+            found.append(at)
+            at = name.find(needle, at + 1)
+    return found
 
 
 def check_results_match(store: Store, grid: Grid, probes: dict[str, Probe], plan: Plan) -> None:

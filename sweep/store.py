@@ -120,15 +120,19 @@ class Store:
         """Atomically place `data` at `rel` (temporary name, then move); returns its entry for a done-record."""
         final = self.path(rel)
         parent, name = final.rsplit("/", 1)
-        self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
         try:
+            self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(tmp) as out:
                 _write_through_fault_hook(out, data, final)
             self.fs.move(tmp, final)
-        except BaseException:  # a full disk, a signal: the partial temporary file goes, the error stays
+        except BaseException as exc:  # a full disk, a signal: the partial temporary file goes, the error stays
             with suppress(OSError):
                 self.fs.delete_file(tmp)
+            if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+                # pyarrow's own ("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on
+                # device"): the plain errno line naming the file, as a failed run's or task's FAILED line shows it
+                raise OSError(exc.errno, os.strerror(exc.errno), final) from exc
             raise
         return FileEntry.of(data)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,26 @@ def with_runs_table(tmp: Path) -> str:
     return str(tmp / "res")
 
 
+def plugin(name: str, text: str) -> Callable[[Path], str]:
+    """A plug-in module file `name` under tmp_path holding `text`; the case gets its path relative to tmp_path
+    (the working directory), as a user types it."""
+    def setup(tmp: Path) -> str:
+        (tmp / name).write_text(text)
+        return name
+
+    return setup
+
+
+SHAPELESS = "from sweep.data import register\nregister('shapeless')(lambda data_dir, download: None)\n"
+
+
 @dataclass(frozen=True)
 class Case:
     cli: str  # run_sweep | train | report
     setup: Callable[[Path], list[str]]  # prepares tmp_path, returns the argv
     needle: str  # in the error line: names the field or flag
     by_argparse: bool = False  # argparse's own error: SystemExit(2) and its usage text
+    hide: tuple[str, ...] = ()  # modules made unimportable for the case (a tracker's package absent, whatever is here)
 
 
 def grid(text: str) -> Callable[[Path], list[str]]:
@@ -231,6 +246,37 @@ CASES = {
     "results-file-in-the-way-dry-run": Case("run_sweep", lambda t: [*grid(toml())(t), "--dry-run", "--results",
                                                                     folder(t, {"checkpoints": "mine"})],
                                             "checkpoints is a file that a sweep did not write"),
+    # run_sweep.py: plug-ins (sweep.plugins), refused before the grid is read, for --status and --dry-run too
+    "plugin-unknown-module": Case("run_sweep", lambda t: [*grid(toml())(t), "--plugin", "no_such_plugin_here"],
+                                  "--plugin no_such_plugin_here: no module named 'no_such_plugin_here'"),
+    "plugin-missing-file": Case("run_sweep", lambda t: [*grid(toml())(t), "--plugin", "missing.py"],
+                                "--plugin missing.py: no such file"),
+    "plugin-not-a-py-file": Case("run_sweep", lambda t: [*grid(toml())(t), "--plugin", "some/where.txt"],
+                                 "--plugin some/where.txt: not a .py file"),
+    "plugin-not-a-module-name": Case("run_sweep", lambda t: [*grid(toml())(t), "--plugin", "my-plugin"],
+                                     "--plugin my-plugin: not a module name"),
+    "plugin-raises": Case("run_sweep", lambda t: [*grid(toml())(t), "--plugin",
+                                                  plugin("raising_plugin.py", "raise RuntimeError('boom')\n")(t)],
+                          "raising_plugin.py: importing it raised RuntimeError: boom"),
+    "plugin-raises-status": Case("run_sweep", lambda t: [
+        *grid(toml())(t), "--status", "--plugin", plugin("raising_plugin.py", "1 / 0\n")(t)],
+        "raising_plugin.py: importing it raised ZeroDivisionError: division by zero"),
+    "plugin-raises-dry-run": Case("run_sweep", lambda t: [
+        *grid(toml())(t), "--dry-run", "--plugin", plugin("raising_plugin.py", "import no_such_module_x\n")(t)],
+        "importing it raised ModuleNotFoundError: No module named 'no_such_module_x'"),
+    "plugin-dataset-without-shape": Case("run_sweep", lambda t: [
+        *grid(toml(runs={"dataset": '"shapeless"'}))(t), "--plugin", plugin("shapeless_plugin.py", SHAPELESS)(t)],
+        "importing it raised ValueError: dataset 'shapeless': register it with shape=(C, H, W) and num_classes=K"),
+    "grid-plugins-missing-file": sweep_case('plugins = ["nope.py"]\n' + toml(), "plugins entry nope.py: no such file"),
+    "grid-plugins-not-a-list": sweep_case('plugins = "mine.py"\n' + toml(), "plugins must be a list"),
+    "unknown-dataset-without-plugin": run_field("dataset", '"mydigits"', "synthetic-small, or your own from --plugin"),
+    # run_sweep.py: experiment trackers (sweep.trackers)
+    "logger-unknown": Case("run_sweep", args("--logger", "neptune"), "--logger", by_argparse=True),
+    "logger-package-missing": Case("run_sweep", lambda t: [*grid(toml())(t), "--logger", "csv", "--logger", "wandb"],
+                                   "--logger wandb needs the wandb package, which is not installed here; install it "
+                                   "with `pip install wandb`", hide=("wandb",)),
+    "logger-tensorboardx-missing": Case("run_sweep", lambda t: [*grid(toml())(t), "--logger", "tensorboard"],
+                                        "`pip install tensorboardX`", hide=("tensorboardX",)),
     # python -m sweep.train (--epochs 1 keeps today's wrongly accepted runs short)
     "train-batch-size-zero": Case("train", args("--epochs", "1", "--batch-size", "0"), "batch_size"),
     "train-batch-size-negative": Case("train", args("--epochs", "1", "--batch-size", "-5"), "batch_size"),
@@ -275,6 +321,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written_no_ray(case, tmp_path, cap
         raise AssertionError("ray.init was called: bad input must be refused before Ray starts")
 
     monkeypatch.setattr(ray, "init", no_ray)
+    for module in case.hide:  # importlib.util.find_spec finds None for a module set to None in sys.modules
+        monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.chdir(tmp_path)  # default relative paths (results/, data/) would land here and be seen
     try:
         argv = case.setup(tmp_path)

@@ -135,10 +135,11 @@ def test_dry_run_shows_the_selection_and_only_the_runs_chosen(cli, tmp_path):
     total = len(load_grid("demo").runs)
     where = "arch=mlp,cv_folds=0,ssft_half=0,subsets=0,seed=1"
     assert lines[:2] == [f"--where {where}: 4 of {total} runs", "--set epochs=5"]
-    runs = [line for line in lines if "[to train]" in line]
-    assert len(runs) == 4 and all(" arch=mlp " in r and " seed=1 " in r and " epochs=5 " in r for r in runs)
+    runs = [line for line in lines if " to train " in line]  # the run table's rows (tests/test_dryrun.py)
+    assert len(runs) == 4 and all(r.split()[1:6] == ["digits", "mlp", r.split()[3], "0.1", "1"] for r in runs)
+    assert "  epochs 5  " in next(line for line in lines if line.startswith("every run:"))  # fields of every run
     chosen = select_runs(load_grid("demo"), ["arch=mlp,cv_folds=0,ssft_half=0,subsets=0,seed=1"], ["epochs=5"])
-    assert [r.split()[0] for r in runs] == [c.run_id for c in chosen.runs]
+    assert [r.split()[0] for r in runs] == [c.run_id.rsplit("-", 1)[1] for c in chosen.runs]  # the short ids
     assert lines[-1].startswith("4 runs, ")
     assert not (tmp_path / "res").exists()
 
@@ -203,7 +204,8 @@ def test_only_takes_a_table_name_for_the_analysis_that_writes_it(cli):
     assert code == 0, err
     code, by_name, err = cli("--grid", "smoke", "--only", "rewind,flip", "--dry-run")
     assert code == 0, err
-    assert by_table == by_name and "rewind" in by_name and "retrain" not in by_name
+    runs = by_name.split("\nevery run:", 1)[1]  # the run table and the totals (the settings name every probe's)
+    assert by_table == by_name and "rewind" in runs and "retrain" not in runs
     code, _, err = cli("--grid", "smoke", "--only", "rewinds", "--dry-run")
     assert code == 2 and "accepted: dropout, flip, localize, " in err
     assert "rewind, retrain (or a table they write: dropout, " in err

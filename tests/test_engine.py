@@ -402,10 +402,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, needle
 
 
 def test_dry_run_lists_runs_tasks_and_storage(tmp_path):
-    proc = sweep("--grid", "paper", "--dry-run", "--results", str(tmp_path / "r"))
+    # without the datasets' files, --download: the dry run says they are fetched when the sweep starts (and
+    # fetches nothing); without --download it is the real run's one line (tests/test_dryrun.py)
+    proc = sweep("--grid", "paper", "--dry-run", "--results", str(tmp_path / "r"), "--data-dir",
+                 str(tmp_path / "data"), "--download")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert sum("[to train]" in line for line in lines) == 18
+    assert [line.split(":")[0] for line in lines[:3]] == ["dataset 'cifar10'", "dataset 'mnist'", "dataset 'svhn'"]
+    assert sum(" to train " in line for line in lines) == 18 and not (tmp_path / "data").exists()
     assert "GiB" in lines[-1] and "probe tasks" in lines[-1]
     assert not (tmp_path / "r").exists()
 
@@ -480,7 +484,8 @@ def test_the_full_grid_keeps_a_quarter_of_the_checkpoints_of_every_epoch(tmp_pat
     import dataclasses
     import re
 
-    from sweep.engine import Options, describe
+    from sweep.dryrun import describe
+    from sweep.engine import Options
     from sweep.grids import load_grid
 
     def gib(grid) -> float:

@@ -10,7 +10,8 @@ import pytest
 
 from sweep import records
 from sweep.config import AnalysisConfig
-from sweep.engine import Options, describe
+from sweep.dryrun import describe
+from sweep.engine import Options
 from sweep.grids import Grid, expand, load_grid
 from sweep.plan import make_plan, selected_probes
 from sweep.store import FileEntry, Store
@@ -58,9 +59,10 @@ def test_a_screenful_prints_one_line_per_run_and_more_prints_the_summary_table(t
     small, large = seeds_grid(SCREEN_RUNS // 4), seeds_grid(SCREEN_RUNS // 4 + 1)
     opts = Options(results=str(tmp_path / "res"))
     lines = describe(small, opts)
-    assert sum("[to train]" in line for line in lines) == SCREEN_RUNS
+    head = lines.index(next(line for line in lines if line.startswith("run ")))  # the run table (tests/test_dryrun)
+    assert sum(" to train " in line for line in lines[head + 1:]) == SCREEN_RUNS
     lines = describe(large, opts)
-    assert not any("[to train]" in line for line in lines)
+    assert not any(line.startswith("run ") for line in lines)  # no run table: the summary's instead
     head = lines.index(next(line for line in lines if line.startswith("dataset")))
     assert lines[head].split()[:6] == ["dataset", "arch", "variant", "runs", "to", "train"]
     rows = {tuple(line.split()[:3]): line.split()[3:] for line in lines[head + 1:head + 5]}
@@ -83,7 +85,8 @@ def test_a_100000_run_dry_run_prints_the_summary_table(tmp_path, capsys):
     code = run_sweep.main(["--grid", str(tmp_path / "g.toml"), "--results", str(tmp_path / "res"), "--dry-run"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(out) < 20 and out[0].startswith("100000 runs (more than 40")
+    assert len(out) < 30 and out[0].startswith("analysis settings: rewind_epochs 0,2 ")
+    assert any(line.startswith("100000 runs (more than 40") for line in out)
     assert any(line.split()[:4] == ["digits", "mlp", "standard", "25000"] for line in out)
     assert any(line.split()[:3] == ["total", "100000", "100000"] for line in out)
     assert out[-1].startswith("100000 runs, ")

@@ -127,7 +127,8 @@ def test_a_done_task_is_redone_when_a_training_it_needs_is_to_be_trained():
 
 
 def test_dry_run_of_the_memorization_grid_states_trials_packs_and_storage(tmp_path):
-    from sweep.engine import Options, describe, prediction_row_bytes
+    from sweep.dryrun import describe, prediction_row_bytes
+    from sweep.engine import Options
 
     grid = load_grid("memorization")
     lines = describe(grid, Options(results=str(tmp_path / "r")))
@@ -163,13 +164,14 @@ def test_pack_rows_stay_out_of_the_main_tables(tmp_path):
 
 
 def test_the_progress_line_names_a_pack_and_shows_no_nan_accuracy():
-    from sweep.progress import Progress
+    from sweep.progress import Progress, run_label
 
     pack = expand([{**BLOCK, "variant": "standard", "seed": 0}])[2]
     progress = Progress(runs_total=4, tasks_total=0)
-    progress.epoch_finished(pack.run_id, "mlp", 1, 2, float("nan"), None)  # a pack's accuracies: NaN mid-training
+    progress.epoch_finished(pack.run_id, "mlp", 1, 2, float("nan"), None,  # a pack's accuracies: NaN mid-training
+                            run_label(pack))
     line = progress.line()
-    assert f"{pack.run_id.split('-')[-1]} pack 2 of 3 e1/2" in line and "nan" not in line.lower()
+    assert "training digits/mlp/standard/s0 n0.1 pack 2 of 3 epoch 1/2" in line and "nan" not in line.lower()
 
 
 def test_the_driver_holds_a_task_until_every_needed_training_completes_and_reports_it_when_one_fails(tmp_path):

@@ -164,17 +164,23 @@ def test_private_cluster_listens_on_loopback_only(fresh):
     assert not any(addr.endswith(":8265") for _, addr in sockets)  # no dashboard
 
 
-def test_progress_is_one_line_redrawn_in_place_on_a_terminal(fresh):
-    out = fresh["out"]
-    status = [line for line in out.replace("\r\n", "\n").split("\r") if "runs " in line and " elapsed, " in line]
-    assert len(status) >= 5, out[-3000:]  # redrawn many times ...
-    lines_with_status = [line for line in out.split("\n") if " elapsed, " in line]  # (splitlines cuts at \r)
-    assert len(lines_with_status) <= 2, lines_with_status  # ... on one line (the last one is left on screen)
-    from tests.test_engine import smoke_counts
+def test_progress_is_drawn_in_place_on_a_terminal(fresh):
+    """Replayed on a model terminal (tests/vt.py) of the size the display drew for (the pseudo-terminal reports
+    none: 80 x 25): drawn many times, and what stays on screen and in its scroll-back is one display."""
+    import re
 
+    from tests.test_engine import smoke_counts
+    from tests.vt import Screen
+
+    out = fresh["out"]
+    assert out.count("| analyses ") >= 5, out[-3000:]  # redrawn many times ...
+    screen = Screen(80, 25).feed(out)
+    headers = [line for line in screen.scrolled + screen.lines() if re.match(r"runs \d+/\d+ \| analyses ", line)]
     runs, tasks = smoke_counts()
-    assert "nan" not in out and "ETA " in out and f"runs {runs}/{runs}" in out
-    assert f"analyses {tasks}/{tasks}" in out
+    assert len(headers) == 1, headers  # ... in place (the last one is left on screen)
+    assert headers[0].startswith(f"runs {runs}/{runs} | analyses {tasks}/{tasks} | ETA "), headers
+    assert not [line for line in screen.wraps if line.startswith(("runs ", "  "))], screen.wraps  # cut, not wrapped
+    assert "nan" not in out
 
 
 def test_tune_experiment_is_one_stable_folder_with_trials_named_by_run(fresh):

@@ -65,7 +65,7 @@ class MLP(nn.Module):
         return self.fc(h)
 
 
-@register("mlp")
+@register("mlp", dropout=True)
 def mlp(
     in_shape: tuple[int, int, int],
     num_classes: int,

@@ -26,15 +26,21 @@ Builder = Callable[[tuple[int, int, int], int, float, DropoutFactory | None, str
 """(in_shape, num_classes, width, dropout, dropout_places) -> model with `groups` and `head` attributes."""
 
 MODELS: dict[str, Builder] = {}
+DROPOUT_ARCHS: set[str] = set()
+"""Architectures whose builder places the dropout factory's modules: the ones that train the tied, dropout and
+sparse variants (a builder that takes none calls `refuse_dropout`)."""
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Register a builder under `name`; a duplicate name is a programming error, so it fails loudly."""
+def register(name: str, dropout: bool = False) -> Callable[[Builder], Builder]:
+    """Register a builder under `name`; a duplicate name is a programming error, so it fails loudly. `dropout`:
+    the builder places the modules its `dropout` factory makes, so runs of every variant may use it."""
 
     def decorate(builder: Builder) -> Builder:
         if name in MODELS:
             raise ValueError(f"architecture {name!r} registered twice")
         MODELS[name] = builder
+        if dropout:
+            DROPOUT_ARCHS.add(name)
         return builder
 
     return decorate
@@ -75,4 +81,5 @@ def scaled(channels: int, width: float) -> int:
 def refuse_dropout(arch: str, dropout: DropoutFactory | None) -> None:
     """Architectures without dropout placement refuse a factory rather than silently training without it."""
     if dropout is not None:
-        raise UserError(f"architecture {arch!r} takes no dropout variant; archs with dropout: mlp, resnet9")
+        raise UserError(f"architecture {arch!r} takes no dropout variant; archs with dropout: "
+                        f"{', '.join(sorted(DROPOUT_ARCHS))}")

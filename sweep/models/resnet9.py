@@ -134,7 +134,7 @@ class ResNet9(nn.Module):
         return self.fc(self.pool(h).flatten(1)) * LOGIT_SCALE
 
 
-@register("resnet9")
+@register("resnet9", dropout=True)
 def resnet9(
     in_shape: tuple[int, int, int],
     num_classes: int,

@@ -773,8 +773,24 @@ CHUNK_LAYOUT = "label-sorted"
 LATE_CHUNK_SETTINGS = {"flip_units": "outputs"}
 
 
-@functools.lru_cache(maxsize=16)  # a pure function of the settings, asked once per run while planning
+_last_signature: tuple[AnalysisConfig, str] | None = None  # (settings, signature) asked last
+
+
 def flip_signature(analysis: AnalysisConfig) -> str:
+    """The digest of the settings a flip chunk's rows depend on (its shard names end with it). Planning asks once
+    per run with one AnalysisConfig: the last answer is kept by its identity, since hashing its 35 fields per run
+    (the cache below) was a good part of planning a 100,000-run grid."""
+    global _last_signature
+    last = _last_signature
+    if last is not None and last[0] is analysis:
+        return last[1]
+    signature = _flip_signature(analysis)
+    _last_signature = (analysis, signature)
+    return signature
+
+
+@functools.lru_cache(maxsize=16)  # a pure function of the settings
+def _flip_signature(analysis: AnalysisConfig) -> str:
     settings = {name: getattr(analysis, name) for name in CHUNK_SETTINGS
                 if LATE_CHUNK_SETTINGS.get(name, object()) != getattr(analysis, name)}
     blob = f"{CHUNK_LAYOUT}:{sorted(settings.items())!r}"

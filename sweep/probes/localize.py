@@ -75,9 +75,21 @@ def localize_settings() -> tuple[str, ...]:
     return (*OWN_SETTINGS, *extra)
 
 
+_last_signature: tuple[AnalysisConfig, tuple, str] | None = None  # (settings, registry, signature) asked last
+
+
 def localize_signature(analysis: AnalysisConfig) -> str:
     # Planning asks once per run: cached by the settings and the registry's localizers (what localize_settings reads).
-    return _signature(analysis, tuple((name, tuple(loc.settings)) for name, loc in LOCALIZERS.items()))
+    # The last answer is kept by the settings' identity (one grid's planning asks with one AnalysisConfig; hashing
+    # its 35 fields per run was a good part of planning a 100,000-run grid).
+    global _last_signature
+    registry = tuple(LOCALIZERS.items())
+    last = _last_signature
+    if last is not None and last[0] is analysis and last[1] == registry:
+        return last[2]
+    signature = _signature(analysis, tuple((name, tuple(loc.settings)) for name, loc in LOCALIZERS.items()))
+    _last_signature = (analysis, registry, signature)
+    return signature
 
 
 @functools.lru_cache(maxsize=16)

@@ -6,6 +6,7 @@ import pytest
 
 from analyses import paper
 from analyses.flips import capped_text, censored_median, figure5a, figure5b, figure5c, unit_groups, unit_layers
+from analyses.panels import PAPER_LEGEND
 from analyses.plotting import SEED_LABEL, SEEDS
 from tests.analyses.builders import frame
 
@@ -94,7 +95,8 @@ def test_figure5a_units_flip_rate_and_paper_number():
     (ax,) = out.figure.axes
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [
-        "clean: 50% flipped; median 10 of those, > 1000 of all", "noisy: 100% flipped; median 3 of those, 3 of all"
+        "clean: 50% flipped; median 10 of those, > 1000 of all", "noisy: 100% flipped; median 3 of those, 3 of all",
+        PAPER_LEGEND,  # the paper's setting and unit rule: its 'about 5' is drawn (analyses.panels)
     ]
     assert "2 hit the cap unflipped" in legend.get_title().get_text()
     assert "units: paper rule" in ax.get_title()

@@ -24,7 +24,8 @@ def chromium() -> str:
     )
 
 
-def dump_dom(page, profile) -> str:
+def dump_dom(page, profile, width: int = 1400) -> str:
+    """The DOM after the page's scripts ran, laid out in a window `width` CSS pixels wide."""
     command = [
         chromium(),
         "--headless",
@@ -36,6 +37,8 @@ def dump_dom(page, profile) -> str:
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={profile}",
+        f"--window-size={width},1000",
+        "--hide-scrollbars",
         "--virtual-time-budget=5000",
         "--dump-dom",
         page.resolve().as_uri(),
@@ -86,3 +89,31 @@ def test_the_check_catches_a_missing_image(report_index, tmp_path):
     total, loaded = body_counts(dom, "svgs")
     assert loaded == total - 1
     assert re.search(r'<img[^>]*src="figures/figure4.png"[^>]*data-svg-loaded="no"', dom)
+
+
+def body_number(dom: str, name: str) -> int:
+    found = re.search(rf'data-{name}="(\d+)"', re.search(r"<body[^>]*>", dom).group(0))
+    assert found, f"the page's size check did not run (no data-{name} on <body>)"
+    return int(found.group(1))
+
+
+# What a compact page may take besides its figures, in CSS px at 1400 px: an inline table row (unwrapped cells:
+# about 19 px), a paragraph or list item (a line or two, more for the long captions), a heading and a section's
+# own margins. A table of wrapped cells (today's 28,000 px page) or a 70-row per-run dump inlined breaks it.
+ROW_PX, BLOCK_PX, SECTION_PX = 24, 60, 120
+
+
+def test_the_page_is_as_tall_as_its_content_and_fits_a_narrow_window(report_index, tmp_path):
+    page = report_index.read_text()
+    dom = dump_dom(report_index, tmp_path / "wide", 1400)
+    rows = len(re.findall(r"<tr[ >]", page))
+    blocks = len(re.findall(r"<(?:p|li|h3)[ >]", page))
+    sections = len(re.findall(r"<section ", page))
+    figures = body_number(dom, "figures-height")
+    assert figures > 0
+    bound = figures + ROW_PX * rows + BLOCK_PX * blocks + SECTION_PX * sections
+    assert body_number(dom, "window-width") == 1400
+    assert figures < body_number(dom, "page-height") <= bound, (rows, blocks, sections, figures)
+    narrow = dump_dom(report_index, tmp_path / "narrow", 800)
+    assert body_number(narrow, "window-width") == 800
+    assert body_number(narrow, "page-width") <= 800  # wide tables scroll inside their own box
