@@ -705,7 +705,9 @@ def catalogue() -> str:
         "  unit made, with its size and SHA-256, and the settings that made it).",
         "- `_failed/`: one note per unit whose last attempt failed (its error's first line), for `--status`, and",
         "  its whole traceback beside it (`<unit>.txt`).",
-        "- `_tune/sweep-<grid>/`: Ray Tune's own trial folders. `_lock.json`: the driver using this folder.",
+        "- `_tune/sweep-<grid>/`: Ray Tune's own trial folders (TensorBoard event files: `tensorboard --logdir "
+        "<results>/_tune`; with `--logger`, each run's analysis metrics too, as `analysis.csv` and an events file "
+        "ending `.analysis`). `_lock.json`: the driver using this folder.",
         "- `report/index.html`: the HTML report, each figure as PNG and SVG, each table as CSV.",
         "",
     ]
