@@ -22,6 +22,7 @@ from sweep.plan import tasks_for
 from sweep.probes import PROBES
 from sweep.store import Store
 from tests.event_files import hparams, scalars
+from tests.test_storage_faults import TINY  # one training of 3 epochs: the grid the slow command-line tests share
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = RunConfig(dataset="digits", arch="mlp", noise=0.1, epochs=3)
@@ -198,18 +199,6 @@ def test_mlflow_sink_logs_into_the_trials_run_or_makes_one(monkeypatch):
     trackers.mlflow_sink(CFG, {"flip_units_noisy": 3.0}, "g")
     assert logged == [("new", [("analysis/flip_units_noisy", 3.0, 3)]),
                       ("tune-run", [("analysis/flip_units_noisy", 3.0, 3)])] and len(made) == 2
-
-
-TINY = """[[runs]]
-dataset = "digits"
-arch = "mlp"
-variant = "standard"
-noise = 0.1
-seed = 0
-epochs = 3
-[analysis]
-rewind_epochs = [0, 2]
-"""
 
 
 @pytest.mark.slow
